@@ -1,0 +1,5 @@
+import sys
+
+from tracklayer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Delivery: one isolated worker per destination, pacing, retries, dead letters."""

@@ -1,0 +1,353 @@
+"""One isolated delivery worker per destination.
+
+The loop waits (event driven: a commit notice, the next retry's due time, or shutdown),
+lingers until a batch is full or its oldest event has waited ``batch.max_wait``, claims due
+outbox rows, and hands them to a send task. Each request takes a token from the
+destination's bucket; a 429 halves the rate and honours ``Retry-After``; success brings the
+rate back. Every event ends accepted, warning, observed, suppressed, rejected (dead letter)
+or retried with backoff until ``retry.max_attempts`` or ``retry.max_age`` (dead letter).
+
+A slow or dead destination only ever blocks its own worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+import aiosqlite
+
+from tracklayer.delivery.backoff import AdaptiveRate, backoff_delay
+from tracklayer.delivery.health import Health
+from tracklayer.destinations.base import (
+    BatchPolicy,
+    Destination,
+    DestinationConfig,
+    RateLimit,
+    Request,
+    Response,
+)
+from tracklayer.metrics import Metrics
+from tracklayer.model import OBSERVED, Event, Outcome
+from tracklayer.store import outbox
+from tracklayer.store.journal import Journal
+from tracklayer.store.stats import StatsBuffer
+from tracklayer.token_bucket import TokenBucket
+
+log = logging.getLogger("tracklayer.delivery")
+
+IDLE_RECHECK_SECONDS = 5.0
+SETTLED = {"accepted", "warning", "observed", "suppressed"}
+
+
+class Worker:
+    """Delivers one destination's outbox."""
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        plugin: Destination,
+        journal: Journal,
+        reader: aiosqlite.Connection,
+        metrics: Metrics,
+        stats: StatsBuffer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.plugin = plugin
+        self.journal = journal
+        self.reader = reader
+        self.metrics = metrics
+        self.stats = stats
+        self.clock = clock
+        self.id = config.id
+        self.batch: BatchPolicy = config.batch or plugin.default_batch
+        self.limit: RateLimit = config.rate_limit or plugin.default_rate_limit
+        self.rate = AdaptiveRate(self.limit.rps)
+        self.bucket = TokenBucket(self.limit.rps, self.limit.capacity)
+        self.health = Health(self.id)
+        self._wake = asyncio.Event()
+        self._known = 0  # rows committed for us and not yet claimed, as far as we know
+        self._first_known_at = 0.0
+        self._stopping = False
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._sends: set[asyncio.Task] = set()
+        self._claimed: set[int] = set()
+        self._task: asyncio.Task | None = None
+        self._session: aiohttp.ClientSession | None = None
+        metrics.destination_healthy.labels(self.id).set(1)
+        metrics.destination_rate.labels(self.id).set(self.limit.rps)
+        self._count = {
+            outcome: metrics.deliveries.labels(self.id, outcome)
+            for outcome in ("accepted", "warning", "rejected", "retried", "dead", "observed")
+        }
+        self._latency = metrics.delivery_seconds.labels(self.id)
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.config.mode == "live":
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
+            )
+        self._task = asyncio.create_task(self._run(), name=f"deliver-{self.id}")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let sends in flight finish for up to ``timeout`` seconds, then cancel
+        them and hand their rows back to the outbox."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._sends:
+            _, late = await asyncio.wait(self._sends, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._claimed:
+            claimed = list(self._claimed)
+            self._claimed.clear()
+            try:
+                await self.journal.run(lambda c: outbox.release(c, claimed))
+            except Exception as error:  # the store is closing too; start-up recovers claims
+                log.warning(
+                    "could not release claims",
+                    extra={"fields": {"destination": self.id, "error": str(error)}},
+                )
+        if self._session:
+            await self._session.close()
+
+    def notify(self, count: int) -> None:
+        """The journal committed ``count`` new rows for this destination."""
+        if self._known <= 0:
+            self._first_known_at = self.clock()
+        self._known += count
+        if self._known >= self.batch.max_events or self._known == count:
+            self._wake.set()
+
+    # the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the store failed; wait and retry, never die
+                log.error(
+                    "delivery loop error",
+                    extra={"fields": {"destination": self.id, "error": str(error)}},
+                )
+                await self._sleep(1.0)
+
+    async def _step(self) -> None:
+        now = self.clock()
+        if self._known <= 0:
+            due = await outbox.next_due(self.reader, self.id)
+            if due is None:
+                # Commits notify us; the timeout only catches rows another process queued
+                # (``tracklayer replay`` while the daemon runs).
+                await self._sleep(IDLE_RECHECK_SECONDS)
+                return
+            if due > now:
+                await self._sleep(due - now)
+                return
+            self._known, self._first_known_at = max(self._known, 1), min(due, now)
+        if self._known < self.batch.max_events:
+            linger = self._first_known_at + self.batch.max_wait - now
+            if linger > 0:
+                await self._sleep(linger, until_full=True)
+                if self._known < self.batch.max_events and not self._past_linger():
+                    return
+        if self._stopping:
+            return
+        await self._slots.acquire()
+        try:
+            rows = await self.journal.run(
+                lambda c: outbox.claim(c, self.id, self.batch.max_events, self.clock())
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        if len(rows) < self.batch.max_events:
+            self._known = 0
+        else:
+            self._known = max(0, self._known - len(rows))
+            self._first_known_at = self.clock()
+        if not rows:
+            self._slots.release()
+            return
+        self._claimed.update(row.id for row in rows)
+        task = asyncio.create_task(self._deliver(rows), name=f"send-{self.id}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _past_linger(self) -> bool:
+        return self.clock() >= self._first_known_at + self.batch.max_wait
+
+    async def _sleep(self, seconds: float | None, until_full: bool = False) -> None:
+        """Wait for a commit notice, shutdown, or ``seconds``. The flag is cleared after the
+        wait, not before, so a notice that came while the caller was busy is never lost (a
+        stale one only costs a spurious wake-up)."""
+        if self._stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    # one batch --------------------------------------------------------------------------
+
+    async def _deliver(self, rows: list[outbox.Claimed]) -> None:
+        try:
+            try:
+                outcomes = await self._outcomes([row.event for row in rows])
+            except Exception as error:  # a plugin bug must not strand the claimed rows
+                log.exception(
+                    "destination plugin failed", extra={"fields": {"destination": self.id}}
+                )
+                outcomes = [Outcome("retry", code="internal_error", message=repr(error))] * len(
+                    rows
+                )
+            done, retries, dead = self._decide(rows, outcomes)
+            while True:
+                try:
+                    await self.journal.run(
+                        lambda c: outbox.settle(c, self.id, done, retries, dead, self.clock())
+                    )
+                    break
+                except Exception as error:  # store unavailable: keep the claim, try again
+                    if self._stopping:
+                        return  # stop() releases what is still claimed
+                    log.warning(
+                        "cannot record delivery outcome, retrying",
+                        extra={"fields": {"destination": self.id, "error": str(error)}},
+                    )
+                    await asyncio.sleep(1.0)
+            self._claimed.difference_update(row.id for row in rows)
+            if retries:
+                self._wake.set()  # the loop recomputes when the next retry is due
+        finally:
+            self._slots.release()
+
+    async def _outcomes(self, events: list[Event]) -> list[Outcome]:
+        """One outcome per event: gate, validate, then build, send and classify the rest."""
+        outcomes: list[Outcome | None] = [None] * len(events)
+        sendable: list[int] = []
+        for i, event in enumerate(events):
+            outcomes[i] = self._gate(event) or self.plugin.validate(event)
+            if outcomes[i] is None:
+                sendable.append(i)
+        if sendable:
+            batch = [events[i] for i in sendable]
+            requests = self.plugin.build(batch)
+            for request in requests:
+                for index, outcome in zip(request.indexes, await self._send(request)):
+                    outcomes[sendable[index]] = outcome
+        return [o or Outcome("retry", code="unanswered", message="no request carried it")
+                for o in outcomes]
+
+    def _gate(self, event: Event) -> Outcome | None:
+        """Consent required by this destination and not granted: suppressed, never sent."""
+        for purpose in self.config.requires_consent:
+            if not event.consent.get(purpose, False):
+                return Outcome("suppressed", code="consent", message=f"no {purpose} consent")
+        return None
+
+    async def _send(self, request: Request) -> list[Outcome]:
+        if self.config.mode == "observe":
+            return [OBSERVED] * len(request.indexes)
+        await self.bucket.take()
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method, request.url, data=request.body, headers=request.headers
+            ) as answer:
+                body = await answer.read()
+                response = Response(answer.status, dict(answer.headers), body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            reason = "timeout" if isinstance(error, TimeoutError) else "connection_error"
+            self._failed(f"{reason}: {error}".strip(": "))
+            message = str(error) or type(error).__name__
+            return [Outcome("retry", code=reason, message=message)] * len(request.indexes)
+        outcomes = self.plugin.classify(request, response)
+        self._pace(response, outcomes)
+        return outcomes
+
+    def _pace(self, response: Response, outcomes: list[Outcome]) -> None:
+        """Adjust the rate and health from one answer."""
+        waits = [o.retry_after for o in outcomes if o.kind == "retry" and o.retry_after]
+        throttled = response.status == 429 or any(o.code == "throttled" for o in outcomes)
+        if throttled:
+            self.bucket.set_rate(self.rate.throttled())
+            if waits:
+                self.bucket.pause(max(waits))
+        elif response.status >= 500:
+            self._failed(f"HTTP {response.status}")
+            return
+        else:
+            self.bucket.set_rate(self.rate.succeeded())
+        self.metrics.destination_rate.labels(self.id).set(self.bucket.rate)
+        if self.health.answered():
+            self.metrics.destination_healthy.labels(self.id).set(1)
+
+    def _failed(self, reason: str) -> None:
+        if self.health.failed(reason):
+            self.metrics.destination_healthy.labels(self.id).set(0)
+
+    def _decide(
+        self, rows: list[outbox.Claimed], outcomes: list[Outcome]
+    ) -> tuple[list[int], list[outbox.Retry], list[outbox.Dead]]:
+        """Turn outcomes into outbox changes (and count them)."""
+        now = self.clock()
+        done: list[int] = []
+        retries: list[outbox.Retry] = []
+        dead: list[outbox.Dead] = []
+        for row, outcome in zip(rows, outcomes):
+            event = row.event
+            if outcome.kind in SETTLED:
+                done.append(row.id)
+                self._record(event, outcome, now)
+                continue
+            attempts = row.attempts + 1
+            if outcome.kind == "rejected":
+                dead.append(
+                    outbox.Dead(row.id, row.event_row, attempts, "rejected", outcome.code,
+                                outcome.message)
+                )
+                self._count["rejected"].inc()
+                self.stats.add(self.id, event.name, "rejected", outcome.code, outcome.message)
+                continue
+            policy = self.config.retry
+            delay = max(outcome.retry_after or 0.0, backoff_delay(policy, attempts))
+            expired = now + delay - event.received_at > policy.max_age
+            if attempts >= policy.max_attempts or expired:
+                why = "max_age" if expired else "max_attempts"
+                reason = f"gave up after {attempts} attempts ({why}): {outcome.message}"
+                dead.append(
+                    outbox.Dead(row.id, row.event_row, attempts, "dead", outcome.code, reason)
+                )
+                self._count["dead"].inc()
+                self.stats.add(self.id, event.name, "dead", outcome.code, reason)
+                continue
+            retries.append(
+                outbox.Retry(row.id, now + delay, attempts, f"{outcome.code} {outcome.message}")
+            )
+            self._count["retried"].inc()
+            self.stats.add(self.id, event.name, "retried", outcome.code, outcome.message)
+        return done, retries, dead
+
+    def _record(self, event: Event, outcome: Outcome, now: float) -> None:
+        if outcome.kind == "suppressed":
+            self.metrics.events_suppressed.labels(self.id, outcome.code).inc()
+            self.stats.add(self.id, event.name, "suppressed", outcome.code)
+            return
+        self._count[outcome.kind].inc()
+        if outcome.kind in ("accepted", "warning"):
+            self._latency.observe(max(0.0, now - event.received_at))
+        self.stats.add(self.id, event.name, outcome.kind, outcome.code, outcome.message)

@@ -1,0 +1,121 @@
+"""Webhook destination: POST ``{"events": [EVENT, ...]}`` to any URL, signed.
+
+Contract (CONTRACT.md): header ``X-TrackLayer-Signature: sha256=<hex HMAC-SHA256 of the raw
+body with secret>``; 2xx accepted; 408, 429, 5xx, timeouts and connection errors retried;
+other 4xx rejected with the status and a body excerpt. The receiver gets ``event_id`` as a
+stable dedup key across our own redeliveries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from tracklayer.destinations.base import (
+    BatchPolicy,
+    DestinationConfig,
+    RateLimit,
+    Request,
+    Response,
+    http_outcome,
+)
+from tracklayer.duration import Duration
+from tracklayer.model import Event, Outcome
+
+# Identifiers that name a person; sent only as SHA-256 of the normalised value unless the
+# destination asks for raw values (and the store keeps them: identity.pii: raw).
+PERSONAL_FIELDS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "date_of_birth",
+    "gender",
+    "external_id",
+)
+
+
+class WebhookConfig(DestinationConfig, tag="webhook"):
+    url: str
+    secret: str = ""
+    pii: Literal["hashed", "raw"] = "hashed"
+    headers: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: must start with http:// or https://")
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def iso8601(seconds: float) -> str:
+    """UTC ISO 8601 with milliseconds and a ``Z``, as JavaScript prints dates."""
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value receivers recompute to trust a delivery."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookDestination:
+    """Any HTTP endpoint that accepts our canonical events as JSON."""
+
+    config_type: ClassVar[type[DestinationConfig]] = WebhookConfig
+    default_batch: ClassVar[BatchPolicy] = BatchPolicy(max_events=100, max_wait=Duration(1.0))
+    default_rate_limit: ClassVar[RateLimit] = RateLimit(rps=20, burst=40)
+
+    def __init__(self, config: WebhookConfig) -> None:
+        self.config = config
+
+    def validate(self, event: Event) -> Outcome | None:
+        return None
+
+    def build(self, events: list[Event]) -> list[Request]:
+        body = _encoder.encode({"events": [self.payload(event) for event in events]})
+        headers = {"Content-Type": "application/json", "User-Agent": "TrackLayer"}
+        headers.update(self.config.headers)
+        if self.config.secret:
+            headers["X-TrackLayer-Signature"] = sign(self.config.secret, body)
+        return [Request("POST", self.config.url, headers, body, list(range(len(events))))]
+
+    def classify(self, request: Request, response: Response) -> list[Outcome]:
+        outcome = http_outcome(response.status, response.headers, response.body)
+        return [outcome] * len(request.indexes)
+
+    def payload(self, event: Event) -> dict[str, Any]:
+        """One EVENT of the webhook body (CONTRACT.md)."""
+        return {
+            "event_id": event.event_id,
+            "name": event.name,
+            "source_name": event.source_name,
+            "source": event.source,
+            "message_id": event.message_id,
+            "type": event.type,
+            "timestamp": iso8601(event.timestamp),
+            "received_at": iso8601(event.received_at),
+            "properties": event.properties,
+            "user": self.user(event),
+            "consent": event.consent,
+            "context": msgspec.to_builtins(event.context),
+        }
+
+    def user(self, event: Event) -> dict[str, Any]:
+        raw = msgspec.to_builtins(event.user)
+        if self.config.pii == "raw":
+            return raw
+        for field in PERSONAL_FIELDS:
+            raw.pop(field, None)
+        raw.update(event.hashed)
+        return raw

@@ -1,0 +1,1 @@
+"""Diagnostics: reports and, later, match quality, anomalies and the live tail."""

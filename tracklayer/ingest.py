@@ -1,0 +1,43 @@
+"""The hand-off from sources to the store: route each event, append it to the journal,
+count what happened. Answers return only after the journal has committed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tracklayer.metrics import Metrics
+from tracklayer.model import Event
+from tracklayer.pipeline.routing import Routes
+from tracklayer.store.journal import Journal, Pending
+from tracklayer.store.stats import StatsBuffer
+
+
+class Ingest:
+    def __init__(self, journal: Journal, routes: Routes, metrics: Metrics, stats: StatsBuffer):
+        self.journal = journal
+        self.routes = routes
+        self.metrics = metrics
+        self.stats = stats
+        self._duplicate_message = metrics.events_duplicate.labels("message")
+        self._duplicate_business = metrics.events_duplicate.labels("business")
+
+    async def __call__(
+        self, source: str, events: Sequence[Event], client_ids: Sequence[bool]
+    ) -> None:
+        pending: list[Pending] = []
+        for event, client_id in zip(events, client_ids):
+            wanted, filtered = self.routes.split(event)
+            for destination in filtered:
+                self.metrics.events_suppressed.labels(destination, "filter").inc()
+                self.stats.add(destination, event.name, "suppressed", "filter")
+            # A messageId we generated cannot repeat, so it needs no message-scope check.
+            pending.append(Pending(event, wanted, message_dedup=client_id))
+        admissions = await self.journal.append(pending)
+        for event, admission in zip(events, admissions):
+            if admission.status == "duplicate":
+                self._duplicate_message.inc()
+                continue
+            if admission.duplicate_for:
+                self._duplicate_business.inc()
+                for destination in admission.duplicate_for:
+                    self.stats.add(destination, event.name, "duplicate", "business")

@@ -1,0 +1,196 @@
+"""The values that travel through the pipeline: decoded messages, canonical events, outcomes.
+
+Every stage hands one of these to the next; they carry data only, with a few pure helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class User(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Identifiers of the person behind an event, as the source gave them (not yet hashed)."""
+
+    user_id: str = ""
+    anonymous_id: str = ""
+    email: str = ""
+    phone: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    country: str = ""
+    date_of_birth: str = ""
+    gender: str = ""
+    external_id: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    fbp: str = ""
+    fbc: str = ""
+    click_ids: dict[str, str] = {}
+
+
+class Context(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Where and how the event happened."""
+
+    page_url: str = ""
+    referrer: str = ""
+    locale: str = ""
+    library: str = ""
+    country: str = ""  # visitor country (ISO alpha-2) when a source or header states it
+
+
+class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One canonical customer action, the unit stored, deduplicated and delivered.
+
+    ``timestamp`` and ``received_at`` are Unix seconds (UTC).
+    """
+
+    event_id: str
+    name: str
+    source_name: str
+    source: str
+    message_id: str
+    type: str = "track"
+    timestamp: float
+    received_at: float
+    properties: dict[str, Any] = {}
+    user: User = msgspec.field(default_factory=User)
+    # identifier name → SHA-256 hex of its normalised value (the only form kept at rest
+    # under identity.pii: hashed)
+    hashed: dict[str, str] = {}
+    consent: dict[str, bool] = {}
+    context: Context = msgspec.field(default_factory=Context)
+    integrations: dict[str, Any] = {}
+
+    @property
+    def order_id(self) -> str:
+        """The order this event is about, or "" when it is not an order event."""
+        value = self.properties.get("order_id")
+        if value is None or value == "":
+            return ""
+        return str(value)
+
+    def business_key(self) -> str:
+        """The key under which the same customer action is delivered once per destination.
+
+        Canonical name plus order id (so a refund never collides with its purchase), else
+        plus the event id.
+        """
+        return f"{self.name}:{self.order_id or self.event_id}"
+
+
+OutcomeKind = Literal["accepted", "warning", "rejected", "retry", "observed", "suppressed"]
+
+
+class Outcome(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What happened to one event at one destination.
+
+    ``retry_after`` (seconds) is the platform's requested wait, when it gave one.
+    """
+
+    kind: OutcomeKind
+    code: str = ""
+    message: str = ""
+    retry_after: float | None = None
+
+
+ACCEPTED = Outcome("accepted")
+OBSERVED = Outcome("observed")
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """One message of a request refused at ingest, by its index in the request."""
+
+    index: int
+    code: str
+    message: str
+
+
+Id = str | int | float | None
+
+
+class SegmentMessage(msgspec.Struct, rename="camel", kw_only=True):
+    """One Segment Tracking API message as clients send it (unknown keys ignored).
+
+    Ids may arrive as numbers and explicit ``null`` means absent, as Segment's clients send.
+    """
+
+    type: str | None = None
+    message_id: Id = None
+    user_id: Id = None
+    anonymous_id: Id = None
+    event: str | None = None
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    timestamp: str | None = None
+    original_timestamp: str | None = None
+    sent_at: str | None = None
+    group_id: Id = None
+    previous_id: Id = None
+    write_key: str | None = None
+
+
+class SegmentBatch(msgspec.Struct, rename="camel", kw_only=True):
+    """``/v1/batch`` and ``/v1/import``: messages plus fields that apply to each of them."""
+
+    batch: list[msgspec.Raw]
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    sent_at: str | None = None
+    write_key: str | None = None
+
+
+class NativeUser(msgspec.Struct, kw_only=True):
+    user_id: Id = None
+    anonymous_id: Id = None
+    email: str = ""
+    phone: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    country: str = ""
+    date_of_birth: str = ""
+    gender: str = ""
+    external_id: Id = None
+    ip: str = ""
+    user_agent: str = ""
+    fbp: str = ""
+    fbc: str = ""
+    click_ids: dict[str, str] = {}
+
+
+class NativeContext(msgspec.Struct, kw_only=True):
+    page_url: str = ""
+    referrer: str = ""
+    locale: str = ""
+    country: str = ""
+
+
+class NativeEvent(msgspec.Struct, kw_only=True):
+    """``POST /v1/events``: the native event shape (CONTRACT.md). ``message_id`` and
+    ``sent_at`` are optional extras for retry dedup and clock-skew correction."""
+
+    name: str
+    event_id: str = ""
+    message_id: str = ""
+    timestamp: str | None = None
+    sent_at: str | None = None
+    user: NativeUser = msgspec.field(default_factory=NativeUser)
+    properties: dict[str, Any] = {}
+    consent: dict[str, bool] = {}
+    context: NativeContext = msgspec.field(default_factory=NativeContext)
+
+
+class NativeBatch(msgspec.Struct, kw_only=True):
+    batch: list[msgspec.Raw]
+    write_key: str | None = msgspec.field(default=None, name="writeKey")

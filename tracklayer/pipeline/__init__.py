@@ -1,0 +1,1 @@
+"""Pure transforms from decoded messages to canonical, enriched events."""

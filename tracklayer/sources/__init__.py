@@ -1,0 +1,1 @@
+"""HTTP sources: routes, authentication and decoding into model types."""

@@ -1,0 +1,1 @@
+"""SQLite storage: schema, group-commit journal, outbox, dedup registry, retention."""

@@ -1,0 +1,271 @@
+"""The group-commit journal: the only writer to SQLite.
+
+Requests hand their events to ``append()`` and wait; one writer task drains everything that
+queued up while the previous transaction was committing, writes it all in one transaction,
+commits, and only then resolves each waiter. A request is therefore answered 200 only after
+its events are durable, and durability costs one commit per group, not per request.
+
+Delivery's bookkeeping (claims, completions, retries, dead letters) goes through the same
+writer as small operations, so there is never a second writer contending for the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+import msgspec
+
+from tracklayer.model import Event
+from tracklayer.store.database import StoreUnavailable
+from tracklayer.store.dedup import DedupRegistry, business_key, message_key
+
+log = logging.getLogger("tracklayer.store.journal")
+
+T = TypeVar("T")
+Operation = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+_encode_event = msgspec.msgpack.Encoder().encode
+
+
+class Pending(msgspec.Struct):
+    """An event ready to store, with the destinations routing chose for it."""
+
+    event: Event
+    destinations: list[str]
+    message_dedup: bool = True
+
+
+class Admission(msgspec.Struct):
+    """What the journal decided for one event."""
+
+    status: Literal["accepted", "duplicate"]
+    queued: list[str] = []  # destinations that got an outbox row
+    duplicate_for: list[str] = []  # destinations that already had this business action
+
+
+class _Batch:
+    __slots__ = ("pending", "future")
+
+    def __init__(self, pending: Sequence[Pending], future: asyncio.Future) -> None:
+        self.pending = pending
+        self.future = future
+
+
+class _Op:
+    __slots__ = ("operation", "future")
+
+    def __init__(self, operation: Operation, future: asyncio.Future) -> None:
+        self.operation = operation
+        self.future = future
+
+
+class Journal:
+    """Single writer with group commit. ``on_commit`` learns how many rows each destination
+    just got, so delivery wakes without polling."""
+
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        dedup: DedupRegistry,
+        on_commit: Callable[[Counter[str]], None] = lambda queued: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.connection = connection
+        self.dedup = dedup
+        self.on_commit = on_commit
+        self.clock = clock
+        self.healthy = True
+        self.last_error = ""
+        self.commits = 0
+        self._queue: list[_Batch | _Op] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        self._next_event_id = 0
+
+    async def start(self) -> None:
+        async with self.connection.execute("SELECT COALESCE(MAX(id), 0) FROM events") as cursor:
+            row = await cursor.fetchone()
+        self._next_event_id = int(row[0]) + 1 if row else 1
+        self._task = asyncio.create_task(self._run(), name="journal-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop accepting."""
+        self._closing = True
+        self._wake.set()
+        if self._task:
+            await self._task
+
+    async def append(self, pending: Sequence[Pending]) -> list[Admission]:
+        """Store ``pending`` durably; raises ``StoreUnavailable`` when it could not commit."""
+        return await self._submit(_Batch(pending, self._future()))
+
+    async def run(self, operation: Operation) -> Any:
+        """Run ``operation(connection)`` inside the next group transaction."""
+        return await self._submit(_Op(operation, self._future()))
+
+    def _future(self) -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, item: _Batch | _Op) -> Any:
+        if self._closing:
+            raise StoreUnavailable("the store is shutting down")
+        self._queue.append(item)
+        self._wake.set()
+        return await item.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            items, self._queue = self._queue, []
+            if items:
+                await self._commit(items)
+            elif self._closing:
+                return
+
+    async def _commit(self, items: list[_Batch | _Op]) -> None:
+        connection = self.connection
+        now = self.clock()
+        batches = [item for item in items if isinstance(item, _Batch)]
+        operations = [item for item in items if isinstance(item, _Op)]
+        queued: Counter[str] = Counter()
+        op_results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            await connection.execute("BEGIN IMMEDIATE")
+            admissions = await self._write_events(batches, now, queued) if batches else []
+            for op in operations:
+                op_results.append(await self._run_op(op))
+            await connection.execute("COMMIT")
+        except (sqlite3.Error, ValueError) as error:
+            await self._rollback()
+            self._fail(items, error)
+            return
+        self.commits += 1
+        if not self.healthy:
+            log.info("store writable again")
+        self.healthy, self.last_error = True, ""
+        for batch, admission in zip(batches, admissions):
+            if not batch.future.done():
+                batch.future.set_result(admission)
+        for op, result, error in op_results:
+            if op.future.done():
+                continue
+            if error is not None:
+                op.future.set_exception(error)
+            else:
+                op.future.set_result(result)
+        if queued:
+            self.on_commit(queued)
+
+    async def _run_op(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+        """One delivery operation in a savepoint: a failing operation cannot take the
+        events of the same group down with it (unless SQLite itself is failing)."""
+        await self.connection.execute("SAVEPOINT op")
+        try:
+            result = await op.operation(self.connection)
+        except sqlite3.Error:
+            raise
+        except Exception as error:  # a bug in one operation: undo it, report it to its caller
+            await self.connection.execute("ROLLBACK TO op")
+            await self.connection.execute("RELEASE op")
+            return op, None, error
+        await self.connection.execute("RELEASE op")
+        return op, result, None
+
+    async def _write_events(
+        self, batches: list[_Batch], now: float, queued: Counter[str]
+    ) -> list[list[Admission]]:
+        """Dedup and insert every event of the group; returns admissions per batch."""
+        keys: list[tuple[int | None, list[tuple[str, int]]]] = []
+        wanted: list[int] = []
+        for batch in batches:
+            for pending in batch.pending:
+                event = pending.event
+                message = (
+                    message_key(event.source, event.message_id) if pending.message_dedup else None
+                )
+                business = [
+                    (d, business_key(d, event.business_key())) for d in pending.destinations
+                ]
+                keys.append((message, business))
+                if message is not None:
+                    wanted.append(message)
+                wanted.extend(b for _, b in business)
+        seen = await self.dedup.seen(self.connection, wanted, now)
+
+        event_rows: list[tuple] = []
+        outbox_rows: list[tuple] = []
+        fresh: list[int] = []
+        admissions: list[list[Admission]] = []
+        position = 0
+        for batch in batches:
+            results: list[Admission] = []
+            for pending in batch.pending:
+                message, business = keys[position]
+                position += 1
+                if message is not None and message in seen:
+                    results.append(Admission("duplicate"))
+                    continue
+                if message is not None:
+                    seen.add(message)
+                    fresh.append(message)
+                event_id = self._next_event_id
+                self._next_event_id += 1
+                event = pending.event
+                event_rows.append(
+                    (event_id, event.received_at, event.source, event.name, event.event_id,
+                     _encode_event(event))
+                )
+                admission = Admission("accepted")
+                for destination, key in business:
+                    if key in seen:
+                        admission.duplicate_for.append(destination)
+                        continue
+                    seen.add(key)
+                    fresh.append(key)
+                    admission.queued.append(destination)
+                    outbox_rows.append((destination, event_id, now))
+                    queued[destination] += 1
+                results.append(admission)
+            admissions.append(results)
+
+        connection = self.connection
+        if event_rows:
+            await connection.executemany(
+                "INSERT INTO events (id, received_at, source, name, event_id, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                event_rows,
+            )
+        if outbox_rows:
+            await connection.executemany(
+                "INSERT INTO outbox (destination, event, due_at) VALUES (?, ?, ?)", outbox_rows
+            )
+        if fresh:
+            await connection.executemany(
+                "INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)",
+                self.dedup.remember(fresh, now),
+            )
+        return admissions
+
+    async def _rollback(self) -> None:
+        try:
+            await self.connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _fail(self, items: list[_Batch | _Op], error: BaseException) -> None:
+        if self.healthy:
+            log.error("store cannot commit", extra={"fields": {"error": str(error)}})
+        self.healthy, self.last_error = False, str(error)
+        failure = StoreUnavailable(str(error))
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(failure)
