@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.fakes.webhook import FakeWebhook
@@ -19,7 +21,5 @@ def daemons():
     started: list[Daemon] = []
     yield started
     for daemon in started:
-        try:
+        with contextlib.suppress(AssertionError):
             daemon.stop()
-        except AssertionError:
-            pass

@@ -86,14 +86,16 @@ async def post(
     all_headers = {"Authorization": basic(key)} if key else {}
     all_headers.update(headers or {})
     data = raw if raw is not None else json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=data, headers=all_headers) as response:
-            text = await response.read()
-            try:
-                document = json.loads(text) if text else {}
-            except ValueError:
-                document = {"raw": text.decode("utf-8", "replace")}
-            return response.status, document, dict(response.headers)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, headers=all_headers) as response,
+    ):
+        text = await response.read()
+        try:
+            document = json.loads(text) if text else {}
+        except ValueError:
+            document = {"raw": text.decode("utf-8", "replace")}
+        return response.status, document, dict(response.headers)
 
 
 def basic(key: str, colon: bool = True) -> str:

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import aiohttp
 
-from tests.harness import Daemon, base_config, basic, webhook, WRITE_KEY
+from tests.harness import WRITE_KEY, Daemon, base_config, basic, webhook
 
 
 async def burst(url: str, acked: set[str], stop: asyncio.Event, ids: itertools.count) -> None:
@@ -22,14 +22,20 @@ async def burst(url: str, acked: set[str], stop: asyncio.Event, ids: itertools.c
             batch = n % 3 == 0
             messages = [f"m-{n}-{i}" for i in range(10 if batch else 1)]
             body = [
-                {"type": "track", "userId": "u", "event": "Order Completed", "messageId": m,
-                 "properties": {"order_id": m, "revenue": 1}}
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "Order Completed",
+                    "messageId": m,
+                    "properties": {"order_id": m, "revenue": 1},
+                }
                 for m in messages
             ]
             path, payload = ("/v1/batch", {"batch": body}) if batch else ("/v1/track", body[0])
             try:
-                async with session.post(url + path, data=json.dumps(payload),
-                                        headers=headers) as response:
+                async with session.post(
+                    url + path, data=json.dumps(payload), headers=headers
+                ) as response:
                     if response.status == 200:
                         acked.update(messages)
             except (aiohttp.ClientError, OSError):

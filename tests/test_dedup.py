@@ -67,9 +67,7 @@ async def test_business_dedup_is_per_destination(tmp_path, hook):
     app = await start_app(base_config(tmp_path, destinations=[first, second]))
     try:
         for message_id in ("a", "b"):
-            await app.post(
-                "/v1/track", track(messageId=message_id, properties={"order_id": "o-5"})
-            )
+            await app.post("/v1/track", track(messageId=message_id, properties={"order_id": "o-5"}))
         await hook.wait_for(1)
         await asyncio.sleep(0.3)
         assert [r.path for r in hook.requests] == ["/second"]
@@ -146,8 +144,10 @@ async def test_concurrent_duplicates_are_caught(tmp_path, hook):
         await hook.wait_for(1)
         await asyncio.sleep(0.3)
         assert len(hook.accepted_events) == 1
-        async with aiosqlite.connect(tmp_path / "data" / "tracklayer.db") as db:
-            async with db.execute("SELECT COUNT(*) FROM events") as cursor:
-                assert (await cursor.fetchone())[0] == 1
+        async with (
+            aiosqlite.connect(tmp_path / "data" / "tracklayer.db") as db,
+            db.execute("SELECT COUNT(*) FROM events") as cursor,
+        ):
+            assert (await cursor.fetchone())[0] == 1
     finally:
         await app.stop()

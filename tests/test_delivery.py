@@ -110,9 +110,7 @@ async def test_retries_run_out_into_dead_letters(tmp_path, hook):
 
 
 async def test_observe_mode_sends_nothing(tmp_path, hook):
-    app = await start_app(
-        base_config(tmp_path, destinations=[webhook(hook.url, mode="observe")])
-    )
+    app = await start_app(base_config(tmp_path, destinations=[webhook(hook.url, mode="observe")]))
     try:
         await send(app, 5)
         counter = app.app.metrics.deliveries.labels("hooks", "observed")
@@ -229,5 +227,3 @@ async def wait_for_requests(fake: FakeWebhook, count: int, timeout: float) -> No
     while len(fake.requests) < count:
         assert time.monotonic() < deadline, f"only {len(fake.requests)} requests arrived"
         await asyncio.sleep(0.02)
-
-

@@ -90,8 +90,10 @@ class TrackLayer:
         self.reader = await connect(storage.path, storage.durability)
         recovered = await outbox.recover_claims(self.writer)
         if recovered:
-            log.info("recovered claimed rows after an unclean stop",
-                     extra={"fields": {"rows": recovered}})
+            log.info(
+                "recovered claimed rows after an unclean stop",
+                extra={"fields": {"rows": recovered}},
+            )
         dedup = config.dedup
         self.dedup = DedupRegistry(dedup.window, dedup.expected_keys, dedup.false_positive_rate)
         loaded = await self.dedup.rebuild(self.writer)
@@ -109,12 +111,14 @@ class TrackLayer:
         self._ready = True
         log.info(
             "started",
-            extra={"fields": {
-                "listen": self.addresses,
-                "sources": [s.id for s in config.sources],
-                "destinations": [d.id for d in config.destinations],
-                "dedup_keys_loaded": loaded,
-            }},
+            extra={
+                "fields": {
+                    "listen": self.addresses,
+                    "sources": [s.id for s in config.sources],
+                    "destinations": [d.id for d in config.destinations],
+                    "dedup_keys_loaded": loaded,
+                }
+            },
         )
 
     def _start_worker(self, destination) -> None:
@@ -219,8 +223,11 @@ class TrackLayer:
 
     async def _report(self, request: web.Request) -> web.Response:
         if not self._admin_authorized(request):
-            message = "admin token required" if self.config.admin.token else (
-                "admin API disabled: set admin.token")
+            message = (
+                "admin token required"
+                if self.config.admin.token
+                else ("admin API disabled: set admin.token")
+            )
             return error_response(401, "unauthorized", message)
         try:
             since = parse_duration(request.query.get("since", "24h"))
@@ -238,8 +245,10 @@ class TrackLayer:
             try:
                 await action()
             except Exception as problem:  # logged; the next round tries again
-                log.warning("background task failed",
-                            extra={"fields": {"task": action.__name__, "error": str(problem)}})
+                log.warning(
+                    "background task failed",
+                    extra={"fields": {"task": action.__name__, "error": str(problem)}},
+                )
 
     async def flush_stats(self) -> None:
         rows = self.stats.take()
@@ -277,14 +286,18 @@ class TrackLayer:
             try:
                 new = config_module.load(self.config_path)
             except ConfigError as problem:
-                log.error("reload failed; keeping the running config",
-                          extra={"fields": {"error": str(problem)}})
+                log.error(
+                    "reload failed; keeping the running config",
+                    extra={"fields": {"error": str(problem)}},
+                )
                 return False
             old = self.config
             for section in ("server", "admin", "storage", "dedup"):
                 if getattr(new, section) != getattr(old, section):
-                    log.warning("config section changed; it applies after a restart",
-                                extra={"fields": {"section": section}})
+                    log.warning(
+                        "config section changed; it applies after a restart",
+                        extra={"fields": {"section": section}},
+                    )
             new = _keep_sections(new, old)
             old_destinations = {d.id: d for d in old.destinations}
             new_destinations = {d.id: d for d in new.destinations}
@@ -298,10 +311,15 @@ class TrackLayer:
             intake = self._build_intake(new)
             intake.carry_buckets(self.intake)
             self.intake = intake
-            log.info("reloaded", extra={"fields": {
-                "sources": [s.id for s in new.sources],
-                "destinations": [d.id for d in new.destinations],
-            }})
+            log.info(
+                "reloaded",
+                extra={
+                    "fields": {
+                        "sources": [s.id for s in new.sources],
+                        "destinations": [d.id for d in new.destinations],
+                    }
+                },
+            )
             return True
 
     # stop -------------------------------------------------------------------------------

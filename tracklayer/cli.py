@@ -90,15 +90,20 @@ def plan(config: Config, path: str) -> str:
         lines.append(f"admin listen {config.admin.listen}")
     storage = config.storage
     lines.append(
-        f"storage {storage.path} (durability {storage.durability}, retention "
-        f"{format_duration(storage.retention)}), dedup window {format_duration(config.dedup.window)}"
+        f"storage {storage.path} (durability {storage.durability}, retention"
+        f" {format_duration(storage.retention)}),"
+        f" dedup window {format_duration(config.dedup.window)}"
     )
     lines.append("")
     lines.append("sources:")
     for source in config.sources:
         limit = f", rate limit {source.rate_limit.rps:g}/s" if source.rate_limit else ""
-        allow = f", allow {len(source.allow_events)} events" if source.allow_events is not None else ""
-        lines.append(f"  {source.id} ({source.type}, {len(source.write_keys)} write keys{limit}{allow})")
+        allow = (
+            f", allow {len(source.allow_events)} events" if source.allow_events is not None else ""
+        )
+        lines.append(
+            f"  {source.id} ({source.type}, {len(source.write_keys)} write keys{limit}{allow})"
+        )
     lines.append("destinations:")
     for destination in config.destinations:
         plugin = create(destination)

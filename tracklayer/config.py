@@ -116,7 +116,8 @@ class Alerts(_Section):
     webhook: str = ""
 
 
-AnyDestination = Union[destinations.config_types()]  # type: ignore[valid-type]
+# A tagged union on ``type`` over every registered plugin (built at import, hence Union).
+AnyDestination = Union[destinations.config_types()]  # type: ignore[valid-type]  # noqa: UP007
 
 
 class Config(_Section):
@@ -250,5 +251,6 @@ def load(file: str, env: dict[str, str] | None = None) -> Config:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(file, "", f"{where}invalid YAML: {getattr(error, 'problem', error)}")
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(file, "", f"{where}invalid YAML: {problem}") from None
     return parse(data, file, env)

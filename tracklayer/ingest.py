@@ -25,7 +25,7 @@ class Ingest:
         self, source: str, events: Sequence[Event], client_ids: Sequence[bool]
     ) -> None:
         pending: list[Pending] = []
-        for event, client_id in zip(events, client_ids):
+        for event, client_id in zip(events, client_ids, strict=False):
             wanted, filtered = self.routes.split(event)
             for destination in filtered:
                 self.metrics.events_suppressed.labels(destination, "filter").inc()
@@ -33,7 +33,7 @@ class Ingest:
             # A messageId we generated cannot repeat, so it needs no message-scope check.
             pending.append(Pending(event, wanted, message_dedup=client_id))
         admissions = await self.journal.append(pending)
-        for event, admission in zip(events, admissions):
+        for event, admission in zip(events, admissions, strict=False):
             if admission.status == "duplicate":
                 self._duplicate_message.inc()
                 continue

@@ -7,6 +7,7 @@ fields, records what arrived, and answers from a script (503s, 429 with Retry-Af
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -146,8 +147,6 @@ class FakeWebhook:
                     raise AssertionError(
                         f"expected {count} accepted events, got {len(self.accepted_events)}"
                     )
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.arrived.wait(), remaining)
-                except TimeoutError:
-                    pass
         return self.accepted_events

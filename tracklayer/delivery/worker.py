@@ -13,6 +13,7 @@ A slow or dead destination only ever blocks its own worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -195,10 +196,8 @@ class Worker:
         stale one only costs a spurious wake-up)."""
         if self._stopping:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
         self._wake.clear()
 
     # one batch --------------------------------------------------------------------------
@@ -247,10 +246,12 @@ class Worker:
             batch = [events[i] for i in sendable]
             requests = self.plugin.build(batch)
             for request in requests:
-                for index, outcome in zip(request.indexes, await self._send(request)):
+                for index, outcome in zip(request.indexes, await self._send(request), strict=False):
                     outcomes[sendable[index]] = outcome
-        return [o or Outcome("retry", code="unanswered", message="no request carried it")
-                for o in outcomes]
+        return [
+            o or Outcome("retry", code="unanswered", message="no request carried it")
+            for o in outcomes
+        ]
 
     def _gate(self, event: Event) -> Outcome | None:
         """Consent required by this destination and not granted: suppressed, never sent."""
@@ -308,7 +309,7 @@ class Worker:
         done: list[int] = []
         retries: list[outbox.Retry] = []
         dead: list[outbox.Dead] = []
-        for row, outcome in zip(rows, outcomes):
+        for row, outcome in zip(rows, outcomes, strict=False):
             event = row.event
             if outcome.kind in SETTLED:
                 done.append(row.id)
@@ -317,8 +318,9 @@ class Worker:
             attempts = row.attempts + 1
             if outcome.kind == "rejected":
                 dead.append(
-                    outbox.Dead(row.id, row.event_row, attempts, "rejected", outcome.code,
-                                outcome.message)
+                    outbox.Dead(
+                        row.id, row.event_row, attempts, "rejected", outcome.code, outcome.message
+                    )
                 )
                 self._count["rejected"].inc()
                 self.stats.add(self.id, event.name, "rejected", outcome.code, outcome.message)

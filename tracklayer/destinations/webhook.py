@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import msgspec
@@ -47,7 +47,7 @@ class WebhookConfig(DestinationConfig, tag="webhook"):
     url: str
     secret: str = ""
     pii: Literal["hashed", "raw"] = "hashed"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,7 +60,7 @@ _encoder = msgspec.json.Encoder()
 
 def iso8601(seconds: float) -> str:
     """UTC ISO 8601 with milliseconds and a ``Z``, as JavaScript prints dates."""
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

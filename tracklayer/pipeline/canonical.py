@@ -51,7 +51,9 @@ def text_id(value: object, field: str) -> str:
         return ""
     if isinstance(value, bool):
         raise InvalidEvent(field, "expected a string or a number, got a boolean")
-    text = value if isinstance(value, str) else format(value, "g" if isinstance(value, float) else "d")
+    text = (
+        value if isinstance(value, str) else format(value, "g" if isinstance(value, float) else "d")
+    )
     text = text.strip()
     if len(text) > MAX_ID_LENGTH:
         raise InvalidEvent(field, f"longer than {MAX_ID_LENGTH} characters")
@@ -118,7 +120,8 @@ class Canonicaliser:
         location = _dict(context.get("location"))
         library = _dict(context.get("library"))
         event_context = Context(
-            page_url=_text(page.get("url")) or (_text(properties.get("url")) if call == "page" else ""),
+            page_url=_text(page.get("url"))
+            or (_text(properties.get("url")) if call == "page" else ""),
             referrer=_text(page.get("referrer")),
             locale=_text(context.get("locale")),
             library=_text(library.get("name")),
@@ -258,7 +261,9 @@ class Canonicaliser:
         """The stable event id (CONTRACT.md: explicit, else order-based, else messageId) and
         identifiers in their at-rest form."""
         order_id = event.order_id
-        event.event_id = explicit_id or (f"{event.name}:{order_id}" if order_id else event.message_id)
+        event.event_id = explicit_id or (
+            f"{event.name}:{order_id}" if order_id else event.message_id
+        )
         event.hashed = hash_identifiers(event.user, self.default_country, self.dropped)
         if not self.keep_raw:
             event.user = strip_personal(event.user)

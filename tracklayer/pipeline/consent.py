@@ -11,9 +11,12 @@ from collections.abc import Iterable, Mapping
 
 # EU member states plus Iceland, Liechtenstein and Norway.
 EEA = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
-    .split()
-)
+    {
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR",
+        "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL",
+        "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+    }
+)  # fmt: skip
 
 
 def from_categories(

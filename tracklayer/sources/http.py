@@ -33,9 +33,7 @@ class Refusal(Exception):
 
 def error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     body = _encode({"success": False, "code": code, "message": message})
-    return web.Response(
-        status=status, body=body, content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def success(accepted: int, rejected: list[Rejection]) -> web.Response:

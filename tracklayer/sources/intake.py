@@ -60,7 +60,12 @@ class Intake:
         """Keep rate-limit state across a reload for sources whose limit did not change."""
         for source_id, state in self.by_id.items():
             old = previous.by_id.get(source_id)
-            if old and old.bucket and state.bucket and old.config.rate_limit == state.config.rate_limit:
+            if (
+                old
+                and old.bucket
+                and state.bucket
+                and old.config.rate_limit == state.config.rate_limit
+            ):
                 state.bucket = old.bucket
 
     def authenticate(self, key: str | None) -> SourceState:
@@ -120,7 +125,10 @@ class Intake:
                 await self.admit(source, events, client_ids)
             except StoreUnavailable:
                 raise Refusal(
-                    503, "unavailable", "events could not be stored; retry later", {"Retry-After": "1"}
+                    503,
+                    "unavailable",
+                    "events could not be stored; retry later",
+                    {"Retry-After": "1"},
                 ) from None
         metrics.events_received.labels(source).inc(total - len(rejected))
         return success(total - len(rejected), rejected)
@@ -138,7 +146,12 @@ class BatchRefusal(Refusal):
         import msgspec
 
         body = msgspec.json.encode(
-            {"success": False, "code": self.code, "message": self.message, "rejected": self.rejected}
+            {
+                "success": False,
+                "code": self.code,
+                "message": self.message,
+                "rejected": self.rejected,
+            }
         )
         return web.Response(status=400, body=body, content_type="application/json")
 

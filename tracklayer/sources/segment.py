@@ -28,7 +28,14 @@ SINGLE_ROUTES = {
     "group": "group",
     "alias": "alias",
 }
-SHORT_ROUTES = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+SHORT_ROUTES = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
 BATCH_ROUTES = ("batch", "import")
 
 

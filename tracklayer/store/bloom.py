@@ -30,10 +30,7 @@ class BloomSlice:
 
     def has(self, positions: list[int]) -> bool:
         array = self.array
-        for position in positions:
-            if not array[position >> 3] & (1 << (position & 7)):
-                return False
-        return True
+        return all(array[position >> 3] & 1 << (position & 7) for position in positions)
 
 
 def optimal_size(keys: int, false_positive_rate: float) -> tuple[int, int]:

@@ -12,6 +12,7 @@ writer as small operations, so there is never a second writer contending for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -51,7 +52,7 @@ class Admission(msgspec.Struct):
 
 
 class _Batch:
-    __slots__ = ("pending", "future")
+    __slots__ = ("future", "pending")
 
     def __init__(self, pending: Sequence[Pending], future: asyncio.Future) -> None:
         self.pending = pending
@@ -59,7 +60,7 @@ class _Batch:
 
 
 class _Op:
-    __slots__ = ("operation", "future")
+    __slots__ = ("future", "operation")
 
     def __init__(self, operation: Operation, future: asyncio.Future) -> None:
         self.operation = operation
@@ -152,7 +153,7 @@ class Journal:
         if not self.healthy:
             log.info("store writable again")
         self.healthy, self.last_error = True, ""
-        for batch, admission in zip(batches, admissions):
+        for batch, admission in zip(batches, admissions, strict=False):
             if not batch.future.done():
                 batch.future.set_result(admission)
         for op, result, error in op_results:
@@ -221,8 +222,14 @@ class Journal:
                 self._next_event_id += 1
                 event = pending.event
                 event_rows.append(
-                    (event_id, event.received_at, event.source, event.name, event.event_id,
-                     _encode_event(event))
+                    (
+                        event_id,
+                        event.received_at,
+                        event.source,
+                        event.name,
+                        event.event_id,
+                        _encode_event(event),
+                    )
                 )
                 admission = Admission("accepted")
                 for destination, key in business:
@@ -256,10 +263,8 @@ class Journal:
         return admissions
 
     async def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             await self.connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
     def _fail(self, items: list[_Batch | _Op], error: BaseException) -> None:
         if self.healthy:

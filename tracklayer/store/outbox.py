@@ -83,7 +83,10 @@ async def settle(
         await connection.executemany(
             "INSERT INTO dead_letters (destination, event, failed_at, attempts, outcome, code,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(destination, d.event_row, now, d.attempts, d.outcome, d.code, d.reason) for d in dead],
+            [
+                (destination, d.event_row, now, d.attempts, d.outcome, d.code, d.reason)
+                for d in dead
+            ],
         )
         ids = [d.id for d in dead]
         await connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(ids)})", ids)

@@ -32,8 +32,6 @@ async def sweep_once(
         (cutoff, CHUNK),
     )
     deleted += cursor.rowcount
-    cursor = await connection.execute(
-        "DELETE FROM stats WHERE minute < ?", (int(cutoff // 60),)
-    )
+    cursor = await connection.execute("DELETE FROM stats WHERE minute < ?", (int(cutoff // 60),))
     deleted += cursor.rowcount
     return deleted
