@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tracklayer.config import parse
+from tracklayer.destinations.webhook import WebhookDestination
 from tracklayer.model import NativeEvent, NativeUser, SegmentMessage
 from tracklayer.pipeline.canonical import Arrival, Canonicaliser, InvalidEvent
 from tracklayer.pipeline.names import NameMap, snake_case
@@ -19,7 +20,7 @@ RECEIVED = parse_iso("2026-12-03T10:00:00Z")
 def canonicaliser(**sections) -> Canonicaliser:
     config = {"sources": [{"id": "segment", "type": "segment", "write_keys": ["k"]}]}
     config.update(sections)
-    return Canonicaliser(parse(config, "t.yaml"))
+    return Canonicaliser(parse(config, "t.yaml"), WebhookDestination.identifiers)
 
 
 def arrival(**fields) -> Arrival:
@@ -157,8 +158,9 @@ def test_personal_data_is_hashed_at_rest_by_default():
     )
     event = canonicaliser().from_segment(message, None, arrival())
     assert event.user.email == "" and event.user.phone == ""
-    assert event.hashed["email"] == hashlib.sha256(b"ada@example.com").hexdigest()
-    assert event.hashed["phone"] == hashlib.sha256(b"+14155550100").hexdigest()
+    assert event.hashed["meta.email"] == hashlib.sha256(b"ada@example.com").hexdigest()
+    # Meta's rule: digits with the country code, no "+"
+    assert event.hashed["meta.phone"] == hashlib.sha256(b"14155550100").hexdigest()
 
     raw = canonicaliser(identity={"pii": "raw"}).from_segment(message, None, arrival())
     assert raw.user.email == "Ada@Example.COM"
@@ -167,8 +169,8 @@ def test_personal_data_is_hashed_at_rest_by_default():
 def test_invalid_identifier_is_dropped_not_hashed():
     c = canonicaliser()
     event = c.from_segment(segment(traits={"email": "not-an-email"}), None, arrival())
-    assert "email" not in event.hashed
-    assert c.dropped["email"] == 1
+    assert "meta.email" not in event.hashed
+    assert sum(n for key, n in c.identity.dropped.items() if key.startswith("email:")) == 1
 
 
 CONSENT = {

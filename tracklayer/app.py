@@ -135,7 +135,8 @@ class TrackLayer:
 
     def _build_intake(self, config: Config) -> Intake:
         ingest = Ingest(self.journal, Routes(config.destinations), self.metrics, self.stats)
-        return Intake(config, Canonicaliser(config), ingest, self.metrics)
+        wanted = destinations.identifiers_for(config.destinations)
+        return Intake(config, Canonicaliser(config, wanted), ingest, self.metrics)
 
     def _on_commit(self, queued: Counter[str]) -> None:
         for destination, count in queued.items():

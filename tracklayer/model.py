@@ -41,6 +41,7 @@ class Context(msgspec.Struct, omit_defaults=True, kw_only=True):
     locale: str = ""
     library: str = ""
     country: str = ""  # visitor country (ISO alpha-2) when a source or header states it
+    region: str = ""  # ISO 3166-2 subdivision when known, e.g. "US-CA"
 
 
 class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -59,10 +60,18 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
     received_at: float
     properties: dict[str, Any] = {}
     user: User = msgspec.field(default_factory=User)
-    # identifier name → SHA-256 hex of its normalised value (the only form kept at rest
-    # under identity.pii: hashed)
+    # Identifier key ("<variant>.<field>", e.g. "meta.email", "google.phone") → SHA-256 hex
+    # of the value normalised by that platform family's rules; only the keys configured
+    # destinations declare (destinations/base.py Identifier). Under identity.pii: hashed
+    # these, not the raw values, are what the store keeps.
     hashed: dict[str, str] = {}
+    # Identifier key → normalised value, for identifiers a destination sends unhashed
+    # (e.g. Google's postal code and country).
+    normalized: dict[str, str] = {}
+    # purpose → granted (consent.purposes), resolved at ingest
     consent: dict[str, bool] = {}
+    # the visitor is in a consent.ldu_regions region: Meta Limited Data Use applies
+    ldu: bool = False
     context: Context = msgspec.field(default_factory=Context)
     integrations: dict[str, Any] = {}
 
@@ -89,13 +98,16 @@ OutcomeKind = Literal["accepted", "warning", "rejected", "retry", "observed", "s
 class Outcome(msgspec.Struct, frozen=True, omit_defaults=True):
     """What happened to one event at one destination.
 
-    ``retry_after`` (seconds) is the platform's requested wait, when it gave one.
+    ``retry_after`` (seconds) is the platform's requested wait, when it gave one;
+    ``throttled`` marks the platform's own rate-limit answer (besides HTTP 429), so delivery
+    lowers the destination's rate.
     """
 
     kind: OutcomeKind
     code: str = ""
     message: str = ""
     retry_after: float | None = None
+    throttled: bool = False
 
 
 ACCEPTED = Outcome("accepted")

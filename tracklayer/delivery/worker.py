@@ -242,6 +242,10 @@ class Worker:
             outcomes[i] = self._gate(event) or self.plugin.validate(event)
             if outcomes[i] is None:
                 sendable.append(i)
+        if sendable and (refused := await self._authenticate()) is not None:
+            for i in sendable:
+                outcomes[i] = refused
+            sendable = []
         if sendable:
             batch = [events[i] for i in sendable]
             requests = self.plugin.build(batch)
@@ -252,6 +256,20 @@ class Worker:
             o or Outcome("retry", code="unanswered", message="no request carried it")
             for o in outcomes
         ]
+
+    async def _authenticate(self) -> Outcome | None:
+        """Fetch a token first when the plugin needs one (``Authenticating``); the outcome
+        every event gets when that fails, else None."""
+        token_request = getattr(self.plugin, "token_request", None)
+        if token_request is None or self.config.mode == "observe":
+            return None
+        request = token_request(self.clock())
+        if request is None:
+            return None
+        answer = await self._exchange(request)
+        if isinstance(answer, Outcome):
+            return answer
+        return self.plugin.token_response(answer, self.clock())  # type: ignore[attr-defined]
 
     def _gate(self, event: Event) -> Outcome | None:
         """Consent required by this destination and not granted: suppressed, never sent."""
@@ -264,26 +282,31 @@ class Worker:
         if self.config.mode == "observe":
             return [OBSERVED] * len(request.indexes)
         await self.bucket.take()
+        answer = await self._exchange(request)
+        if isinstance(answer, Outcome):
+            return [answer] * len(request.indexes)
+        outcomes = self.plugin.classify(request, answer)
+        self._pace(answer, outcomes)
+        return outcomes
+
+    async def _exchange(self, request: Request) -> Response | Outcome:
+        """One HTTP exchange; a transport failure becomes a retry outcome."""
         assert self._session is not None
         try:
             async with self._session.request(
                 request.method, request.url, data=request.body, headers=request.headers
             ) as answer:
                 body = await answer.read()
-                response = Response(answer.status, dict(answer.headers), body)
+                return Response(answer.status, dict(answer.headers), body)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             reason = "timeout" if isinstance(error, TimeoutError) else "connection_error"
             self._failed(f"{reason}: {error}".strip(": "))
-            message = str(error) or type(error).__name__
-            return [Outcome("retry", code=reason, message=message)] * len(request.indexes)
-        outcomes = self.plugin.classify(request, response)
-        self._pace(response, outcomes)
-        return outcomes
+            return Outcome("retry", code=reason, message=str(error) or type(error).__name__)
 
     def _pace(self, response: Response, outcomes: list[Outcome]) -> None:
         """Adjust the rate and health from one answer."""
         waits = [o.retry_after for o in outcomes if o.kind == "retry" and o.retry_after]
-        throttled = response.status == 429 or any(o.code == "throttled" for o in outcomes)
+        throttled = response.status == 429 or any(o.throttled for o in outcomes)
         if throttled:
             self.bucket.set_rate(self.rate.throttled())
             if waits:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tracklayer.destinations.base import Destination, DestinationConfig
+from collections.abc import Iterable
+
+from tracklayer.destinations.base import Destination, DestinationConfig, Identifier
 from tracklayer.destinations.webhook import WebhookDestination
 
 PLUGINS: dict[str, type] = {
@@ -15,9 +17,21 @@ def config_types() -> tuple[type[DestinationConfig], ...]:
     return tuple(plugin.config_type for plugin in PLUGINS.values())
 
 
-def create(config: DestinationConfig) -> Destination:
-    """The plugin instance for one configured destination."""
+def identifiers_for(configs: Iterable[DestinationConfig]) -> set[Identifier]:
+    """Every identifier the configured destinations send, for the pipeline to compute."""
+    wanted: set[Identifier] = set()
+    for config in configs:
+        wanted.update(plugin_for(config).identifiers)
+    return wanted
+
+
+def plugin_for(config: DestinationConfig) -> type:
     for plugin in PLUGINS.values():
         if isinstance(config, plugin.config_type):
-            return plugin(config)
+            return plugin
     raise LookupError(f"no destination plugin for {type(config).__name__}")
+
+
+def create(config: DestinationConfig) -> Destination:
+    """The plugin instance for one configured destination."""
+    return plugin_for(config)(config)

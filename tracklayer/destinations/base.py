@@ -83,6 +83,27 @@ class DestinationConfig(
             raise ValueError("max_in_flight: must be at least 1")
 
 
+class Identifier(msgspec.Struct, frozen=True):
+    """One identifier a destination sends: a user field, the platform family whose
+    normalisation rules apply (``meta``, ``google``, ``tiktok``: see
+    ``pipeline/normalize.py``), and whether it goes out as SHA-256 or as the normalised
+    value. The pipeline computes exactly the identifiers configured destinations declare
+    and puts them on the event: ``event.hashed[key]`` or ``event.normalized[key]``."""
+
+    field: str
+    variant: str = "meta"
+    form: Literal["hashed", "raw"] = "hashed"
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}.{self.field}"
+
+
+def identifiers(variant: str, form: str, *fields: str) -> tuple[Identifier, ...]:
+    """Shorthand for a plugin's declaration: ``identifiers("meta", "hashed", "email", ...)``."""
+    return tuple(Identifier(field, variant, form) for field in fields)  # type: ignore[arg-type]
+
+
 class Request(msgspec.Struct, frozen=True):
     """One HTTP request for the events at ``indexes`` of the batch given to ``build()``."""
 
@@ -107,6 +128,7 @@ class Destination(Protocol):
     config_type: ClassVar[type[DestinationConfig]]
     default_batch: ClassVar[BatchPolicy]
     default_rate_limit: ClassVar[RateLimit]
+    identifiers: ClassVar[tuple[Identifier, ...]]
 
     def validate(self, event: Event) -> Outcome | None:
         """A rejection when the platform would refuse ``event`` alone, else None."""
@@ -118,9 +140,29 @@ class Destination(Protocol):
         """One outcome per index of ``request``, read from the platform's answer."""
 
 
+class Authenticating(Protocol):
+    """Optional, for platforms whose requests need a short-lived token (OAuth refresh-token
+    flow). Delivery calls ``token_request`` before each batch; when it returns a request,
+    delivery sends it and hands the answer to ``token_response``, which keeps the token
+    (for ``build`` to use) or returns the outcome every event of the batch gets instead."""
+
+    def token_request(self, now: float) -> Request | None: ...
+
+    def token_response(self, response: Response, now: float) -> Outcome | None: ...
+
+
+def header(headers: dict[str, str], name: str) -> str:
+    """A response header by case-insensitive name ("" when absent)."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return ""
+
+
 def retry_after_seconds(headers: dict[str, str]) -> float | None:
     """``Retry-After`` as seconds (delta-seconds or HTTP-date), or None when absent."""
-    value = headers.get("Retry-After") or headers.get("retry-after")
+    value = header(headers, "Retry-After")
     if not value:
         return None
     try:

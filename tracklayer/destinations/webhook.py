@@ -18,10 +18,12 @@ import msgspec
 from tracklayer.destinations.base import (
     BatchPolicy,
     DestinationConfig,
+    Identifier,
     RateLimit,
     Request,
     Response,
     http_outcome,
+    identifiers,
 )
 from tracklayer.duration import Duration
 from tracklayer.model import Event, Outcome
@@ -75,6 +77,9 @@ class WebhookDestination:
     config_type: ClassVar[type[DestinationConfig]] = WebhookConfig
     default_batch: ClassVar[BatchPolicy] = BatchPolicy(max_events=100, max_wait=Duration(1.0))
     default_rate_limit: ClassVar[RateLimit] = RateLimit(rps=20, burst=40)
+    # Hashed the way Meta's customer information parameters are (the most widely used
+    # convention: lowercase email, phone as digits with country code, ...).
+    identifiers: ClassVar[tuple[Identifier, ...]] = identifiers("meta", "hashed", *PERSONAL_FIELDS)
 
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
@@ -117,5 +122,7 @@ class WebhookDestination:
             return raw
         for field in PERSONAL_FIELDS:
             raw.pop(field, None)
-        raw.update(event.hashed)
+            hashed = event.hashed.get(f"meta.{field}")
+            if hashed:
+                raw[field] = hashed
         return raw

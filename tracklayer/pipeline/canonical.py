@@ -8,7 +8,7 @@ Applies Segment's semantics (batch-level context and integrations, clock-skew co
 from __future__ import annotations
 
 import uuid
-from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -16,7 +16,8 @@ import msgspec
 from tracklayer.config import Config
 from tracklayer.model import Context, Event, NativeEvent, SegmentMessage, User
 from tracklayer.pipeline import consent as consent_rules
-from tracklayer.pipeline.identity import hash_identifiers, strip_personal
+from tracklayer.destinations.base import Identifier
+from tracklayer.pipeline.identity import IdentityPlan, strip_personal
 from tracklayer.pipeline.names import TYPE_NAMES, NameMap
 from tracklayer.pipeline.timestamps import event_time, parse_iso
 
@@ -71,15 +72,14 @@ def _dict(value: object) -> dict[str, Any]:
 class Canonicaliser:
     """Everything the mapping needs from the config, resolved once."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, identifiers: Iterable[Identifier] = ()) -> None:
         self.names = NameMap(config.events.aliases)
         self.consent = config.consent
         self.purposes = set(config.consent.purposes)
         for destination in config.destinations:
             self.purposes.update(destination.requires_consent)
-        self.default_country = config.identity.default_country
+        self.identity = IdentityPlan(identifiers, config.identity.default_country)
         self.keep_raw = config.identity.pii == "raw"
-        self.dropped: Counter[str] = Counter()  # identifiers refused by their normaliser
 
     # Segment ------------------------------------------------------------------------------
 
@@ -264,7 +264,7 @@ class Canonicaliser:
         event.event_id = explicit_id or (
             f"{event.name}:{order_id}" if order_id else event.message_id
         )
-        event.hashed = hash_identifiers(event.user, self.default_country, self.dropped)
+        event.hashed, event.normalized = self.identity.apply(event.user)
         if not self.keep_raw:
             event.user = strip_personal(event.user)
         return event

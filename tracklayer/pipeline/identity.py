@@ -1,56 +1,79 @@
-"""Identifiers of an event in the form kept at rest: normalised, then SHA-256.
+"""Identifiers of an event in the forms destinations send: normalised per platform family,
+then SHA-256 where the destination hashes.
 
-Under ``identity.pii: hashed`` (the default) only these hashes are stored; the raw personal
-fields are blanked before the event reaches SQLite, so neither the store nor a log line
-ever holds them. ``raw`` keeps them for destinations that need raw values.
+Each destination declares the identifiers it sends (``destinations/base.py``,
+``Identifier``); the pipeline computes exactly their union, once per event. Under
+``identity.pii: hashed`` (the default) the raw personal fields are then blanked, so the
+store, the outbox and the logs hold only hashes (plus the few values a destination must
+send unhashed, such as Google's postal code and country).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterable
 
 import msgspec
 
+from tracklayer.destinations.base import Identifier
 from tracklayer.model import User
 from tracklayer.pipeline import normalize
 
-# user field → normaliser (value, default_country) → normalised text or None
-NORMALISERS: dict[str, Callable[[str, str], str | None]] = {
-    "email": lambda value, country: normalize.email(value),
-    "phone": lambda value, country: normalize.phone(value, default_country=country),
-    "first_name": lambda value, country: normalize.first_name(value),
-    "last_name": lambda value, country: normalize.last_name(value),
-    "city": lambda value, country: normalize.city(value),
-    "state": lambda value, country: normalize.state(value),
-    "zip": lambda value, country: normalize.zip_code(value),
-    "country": lambda value, country: normalize.country(value),
-    "date_of_birth": lambda value, country: normalize.date_of_birth(value),
-    "gender": lambda value, country: normalize.gender(value),
-    "external_id": lambda value, country: normalize.external_id(value),
-}
-
-PERSONAL_FIELDS = tuple(NORMALISERS)
+# User fields that name a person (what pii: hashed removes at rest).
+PERSONAL_FIELDS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "date_of_birth",
+    "gender",
+    "external_id",
+)
 
 
-def hash_identifiers(user: User, default_country: str, dropped: Counter[str]) -> dict[str, str]:
-    """SHA-256 of each present identifier's normalised form. A value that fails its check is
-    left out and counted in ``dropped`` (by field), never hashed into garbage; a value that
-    is already a SHA-256 hex digest passes through."""
-    hashed: dict[str, str] = {}
-    for field, normaliser in NORMALISERS.items():
-        value = getattr(user, field)
-        if not value:
-            continue
-        if normalize.is_sha256_hex(value):
-            hashed[field] = value.lower()
-            continue
-        clean = normaliser(value, default_country)
-        if clean is None:
-            dropped[field] += 1
-            continue
-        hashed[field] = normalize.sha256_hex(clean)
-    return hashed
+class IdentityPlan:
+    """The identifiers to compute, grouped so each raw value is read once."""
+
+    def __init__(self, wanted: Iterable[Identifier], default_country: str) -> None:
+        self.wanted = sorted(set(wanted), key=lambda i: i.key)
+        for identifier in self.wanted:
+            if identifier.field not in PERSONAL_FIELDS:
+                raise ValueError(f"unknown identifier field {identifier.field!r}")
+        self.default_country = default_country
+        self.dropped: Counter[str] = Counter()  # "field:reason" → count
+
+    def apply(self, user: User) -> tuple[dict[str, str], dict[str, str]]:
+        """(hashed, normalized) for ``user``. A value that fails its check is left out and
+        counted, never hashed into garbage; a SHA-256 hex value passes through as hashed."""
+        hashed: dict[str, str] = {}
+        normalized: dict[str, str] = {}
+        country = normalize.country(user.country) if user.country else None
+        for identifier in self.wanted:
+            value = getattr(user, identifier.field)
+            if not value:
+                continue
+            result = normalize.normalize(
+                identifier.field,
+                value,
+                default_country=(country or self.default_country).upper(),
+                variant=identifier.variant,
+                country=country,
+            )
+            if result.value is None:
+                self.dropped[f"{identifier.field}:{result.reason}"] += 1
+                continue
+            if identifier.form == "raw":
+                if not normalize.is_sha256_hex(result.value):
+                    normalized[identifier.key] = result.value
+            elif normalize.is_sha256_hex(result.value):
+                hashed[identifier.key] = result.value
+            else:
+                hashed[identifier.key] = normalize.sha256_hex(result.value)
+        return hashed, normalized
 
 
 def strip_personal(user: User) -> User:
