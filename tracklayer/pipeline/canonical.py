@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 
 from tracklayer.config import Config
+from tracklayer.destinations.base import Identifier
 from tracklayer.model import Context, Event, NativeEvent, SegmentMessage, User
 from tracklayer.pipeline import consent as consent_rules
-from tracklayer.destinations.base import Identifier
 from tracklayer.pipeline.identity import IdentityPlan, strip_personal
 from tracklayer.pipeline.names import TYPE_NAMES, NameMap
 from tracklayer.pipeline.timestamps import event_time, parse_iso
