@@ -29,6 +29,7 @@ from tracklayer.duration import parse_duration
 from tracklayer.ingest import Ingest
 from tracklayer.metrics import Metrics
 from tracklayer.pipeline.canonical import Canonicaliser
+from tracklayer.pipeline.click_ids import DEFAULT_WINDOWS
 from tracklayer.pipeline.routing import Routes
 from tracklayer.sources.http import error as error_response
 from tracklayer.sources.intake import Intake
@@ -37,6 +38,7 @@ from tracklayer.sources.segment import SegmentSource
 from tracklayer.store import outbox, retention
 from tracklayer.store.database import connect, open_database
 from tracklayer.store.dedup import DedupRegistry
+from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal
 from tracklayer.store.stats import StatsBuffer
 
@@ -98,6 +100,9 @@ class TrackLayer:
         self.dedup = DedupRegistry(dedup.window, dedup.expected_keys, dedup.false_positive_rate)
         loaded = await self.dedup.rebuild(self.writer)
         self.journal = Journal(self.writer, self.dedup, on_commit=self._on_commit)
+        self.graph = IdentityGraph(self.reader)
+        await self.graph.start()
+        self.journal.hooks.append(self.graph)
         await self.journal.start()
         for destination in config.destinations:
             self._start_worker(destination)
@@ -134,7 +139,16 @@ class TrackLayer:
         self.workers[destination.id] = worker
 
     def _build_intake(self, config: Config) -> Intake:
-        ingest = Ingest(self.journal, Routes(config.destinations), self.metrics, self.stats)
+        windows = {**DEFAULT_WINDOWS, **config.identity.click_id_windows}
+        ingest = Ingest(
+            self.journal,
+            Routes(config.destinations),
+            self.metrics,
+            self.stats,
+            self.graph,
+            windows,
+            keep_raw=config.identity.pii == "raw",
+        )
         wanted = destinations.identifiers_for(config.destinations)
         return Intake(config, Canonicaliser(config, wanted), ingest, self.metrics)
 
@@ -194,6 +208,8 @@ class TrackLayer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        if self._ready and not self._stopping and not self.journal.healthy:
+            await self.journal.probe()  # after a failure, find out whether writes work again
         if self._ready and not self._stopping and self.journal.healthy:
             return web.json_response({"ready": True})
         reason = "stopping" if self._stopping else self.journal.last_error or "starting"
@@ -343,6 +359,7 @@ class TrackLayer:
         self._stopped.set()
 
     async def stop(self) -> None:
+        """Stop in order; also safe after a start that failed half-way."""
         if self._stopping:
             return
         self._stopping = True
@@ -352,13 +369,17 @@ class TrackLayer:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        try:
-            await self.flush_stats()
-        except Exception as problem:
-            log.warning("final stats flush failed", extra={"fields": {"error": str(problem)}})
-        await self.journal.stop()
-        await self.reader.close()
-        await self.writer.close()
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            try:
+                await self.flush_stats()
+            except Exception as problem:
+                log.warning("final stats flush failed", extra={"fields": {"error": str(problem)}})
+            await journal.stop()
+        for name in ("reader", "writer"):
+            connection = getattr(self, name, None)
+            if connection is not None:
+                await connection.close()
         log.info("stopped")
 
 

@@ -72,7 +72,11 @@ def run_daemon(config: Config, path: str, level: str) -> int:
 
     async def main_loop() -> None:
         daemon = TrackLayer(config, path)
-        await daemon.start()
+        try:
+            await daemon.start()
+        except BaseException:
+            await daemon.stop()  # close what did open, so the process can exit
+            raise
         await daemon.serve()
 
     try:

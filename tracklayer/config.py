@@ -49,11 +49,17 @@ class Server(_Section):
     tls: TLS | None = None
 
     def __post_init__(self) -> None:
-        split_listen(self.listen)
+        try:
+            split_listen(self.listen)
+        except ValueError as problem:
+            raise ValueError(f"listen: {problem}") from None
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes: must be at least 1024")
         for network in self.trusted_proxies:
-            ipaddress.ip_network(network, strict=False)
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as problem:
+                raise ValueError(f"trusted_proxies: {problem}") from None
 
 
 class Admin(_Section):
@@ -62,7 +68,10 @@ class Admin(_Section):
 
     def __post_init__(self) -> None:
         if self.listen:
-            split_listen(self.listen)
+            try:
+                split_listen(self.listen)
+            except ValueError as problem:
+                raise ValueError(f"listen: {problem}") from None
 
 
 class Storage(_Section):
@@ -102,6 +111,14 @@ class Events(_Section):
 class Identity(_Section):
     default_country: str = "US"
     pii: Literal["hashed", "raw"] = "hashed"
+    # how long a click id stays usable after the click, per id (defaults in
+    # pipeline/click_ids.py: each platform's longest click-through window)
+    click_id_windows: dict[str, Duration] = {}
+    retention: Duration = Duration(400 * 86400)  # profiles not seen for this long are deleted
+
+    def __post_init__(self) -> None:
+        if len(self.default_country) != 2 or not self.default_country.isalpha():
+            raise ValueError("default_country: expected an ISO 3166-1 alpha-2 code like US")
 
 
 class Consent(_Section):
@@ -191,6 +208,10 @@ def parse(data: Any, file: str, env: dict[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(file, "", "the top level must be a mapping of sections")
     data = interpolate(data, "", file, dict(os.environ) if env is None else env)
+    for i, destination in enumerate(data.get("destinations") or []):
+        if isinstance(destination, dict) and "type" not in destination:
+            known = ", ".join(sorted(destinations.PLUGINS))
+            raise ConfigError(file, f"destinations[{i}].type", f"required (one of: {known})")
     try:
         config = msgspec.convert(data, Config, strict=False, dec_hook=_decode_hook)
     except msgspec.ValidationError as error:
@@ -248,6 +269,8 @@ def load(file: str, env: dict[str, str] | None = None) -> Config:
             data = yaml.safe_load(handle)
     except OSError as error:
         raise ConfigError(file, "", f"cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(file, "", f"not UTF-8 text (byte {error.start})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

@@ -3,21 +3,35 @@ count what happened. Answers return only after the journal has committed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tracklayer.metrics import Metrics
 from tracklayer.model import Event
+from tracklayer.pipeline.enrich import enrich, learn, link_keys
 from tracklayer.pipeline.routing import Routes
+from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal, Pending
 from tracklayer.store.stats import StatsBuffer
 
 
 class Ingest:
-    def __init__(self, journal: Journal, routes: Routes, metrics: Metrics, stats: StatsBuffer):
+    def __init__(
+        self,
+        journal: Journal,
+        routes: Routes,
+        metrics: Metrics,
+        stats: StatsBuffer,
+        graph: IdentityGraph,
+        windows: Mapping[str, float],
+        keep_raw: bool,
+    ) -> None:
         self.journal = journal
         self.routes = routes
         self.metrics = metrics
         self.stats = stats
+        self.graph = graph
+        self.windows = windows
+        self.keep_raw = keep_raw
         self._duplicate_message = metrics.events_duplicate.labels("message")
         self._duplicate_business = metrics.events_duplicate.labels("business")
 
@@ -41,3 +55,15 @@ class Ingest:
                 self._duplicate_business.inc()
                 for destination in admission.duplicate_for:
                     self.stats.add(destination, event.name, "duplicate", "business")
+
+    async def identify(self, events: Sequence[Event]) -> None:
+        """Learn from each event, then fill what it lacks from what is known of the person.
+        (Duplicates teach the graph too: a late copy may carry the email.)"""
+        keys = [link_keys(event) for event in events]
+        await self.graph.lookup(key for event_keys in keys for key in event_keys)
+        for event, event_keys in zip(events, keys, strict=True):
+            if not event_keys:
+                continue
+            profile = self.graph.profile_for(event_keys)
+            learn(profile, event, self.keep_raw)
+            enrich(event, profile, self.windows, self.keep_raw)

@@ -70,6 +70,9 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
     normalized: dict[str, str] = {}
     # purpose → granted (consent.purposes), resolved at ingest
     consent: dict[str, bool] = {}
+    # the subset the visitor (or the source) stated explicitly; the rest came from
+    # consent.regions or consent.default and yields to a consent stated earlier
+    consent_stated: dict[str, bool] = {}
     # the visitor is in a consent.ldu_regions region: Meta Limited Data Use applies
     ldu: bool = False
     context: Context = msgspec.field(default_factory=Context)
@@ -90,6 +93,33 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
         plus the event id.
         """
         return f"{self.name}:{self.order_id or self.event_id}"
+
+
+class Seen(msgspec.Struct, array_like=True, frozen=True):
+    """A value with when it was first and last seen (Unix seconds)."""
+
+    value: str
+    first: float
+    last: float
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    """What the identity graph knows about one person, merged across every id they were
+    seen with. Holds identifiers only in their at-rest forms (hashes, normalised values that
+    a destination sends raw, and raw values only under ``identity.pii: raw``)."""
+
+    id: int
+    keys: list[str] = []  # "u:<user id>", "a:<anonymous id>", "e:<email hash>", "p:<phone hash>"
+    user_id: str = ""
+    hashed: dict[str, str] = {}
+    normalized: dict[str, str] = {}
+    raw: dict[str, str] = {}
+    click_ids: dict[str, Seen] = {}  # includes browser ids: fbp, fbc, ttp, ga, ...
+    ip: Seen | None = None
+    user_agent: Seen | None = None
+    consent: dict[str, bool] = {}  # the latest stated choice per purpose
+    consent_at: dict[str, float] = {}
+    updated_at: float = 0.0
 
 
 OutcomeKind = Literal["accepted", "warning", "rejected", "retry", "observed", "suppressed"]

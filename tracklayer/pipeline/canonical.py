@@ -16,6 +16,7 @@ import msgspec
 from tracklayer.config import Config
 from tracklayer.destinations.base import Identifier
 from tracklayer.model import Context, Event, NativeEvent, SegmentMessage, User
+from tracklayer.pipeline import capture
 from tracklayer.pipeline import consent as consent_rules
 from tracklayer.pipeline.identity import IdentityPlan, strip_personal
 from tracklayer.pipeline.names import TYPE_NAMES, NameMap
@@ -117,12 +118,25 @@ class Canonicaliser:
 
         user = self._segment_user(message, context, user_id, anonymous_id, arrival)
         page = _dict(context.get("page"))
+        page_url = _text(page.get("url")) or (
+            _text(properties.get("url")) if call == "page" else ""
+        )
+        referrer = _text(page.get("referrer")) or _text(_dict(context.get("referrer")).get("url"))
+        # Segment has no field for browser cookies; accept them in context or properties.
+        user.fbp = _text(context.get("fbp")) or _text(properties.get("fbp"))
+        user.fbc = _text(context.get("fbc")) or _text(properties.get("fbc"))
+        stated_clicks = {
+            key: text
+            for key in ("ttp", "ga", "epik", "scid", "rdt_uuid")
+            if (text := _text(context.get(key)))
+        }
+        clicks = capture.gather(stated_clicks, [page_url, referrer], context.get("campaign"))
+        capture.with_browser_ids(user, clicks, received)
         location = _dict(context.get("location"))
         library = _dict(context.get("library"))
         event_context = Context(
-            page_url=_text(page.get("url"))
-            or (_text(properties.get("url")) if call == "page" else ""),
-            referrer=_text(page.get("referrer")),
+            page_url=page_url,
+            referrer=referrer,
             locale=_text(context.get("locale")),
             library=_text(library.get("name")),
             country=(_text(location.get("country")) or arrival.country).upper()[:2]
@@ -146,6 +160,7 @@ class Canonicaliser:
             properties=properties,
             user=user,
             consent=self._consent(stated, event_context.country),
+            consent_stated=stated,
             context=event_context,
             integrations=integrations,
         )
@@ -217,8 +232,10 @@ class Canonicaliser:
             user_agent=person.user_agent.strip(),
             fbp=person.fbp.strip(),
             fbc=person.fbc.strip(),
-            click_ids={k: v for k, v in person.click_ids.items() if v},
         )
+        stated_clicks = {k: v.strip() for k, v in person.click_ids.items() if v and v.strip()}
+        urls = [native.context.page_url, native.context.referrer]
+        capture.with_browser_ids(user, capture.gather(stated_clicks, urls), received)
         explicit_id = text_id(native.event_id, "event_id")
         message_id = text_id(native.message_id, "message_id") or explicit_id
         event = Event(
@@ -233,6 +250,7 @@ class Canonicaliser:
             properties=dict(native.properties),
             user=user,
             consent=self._consent(dict(native.consent), country),
+            consent_stated=dict(native.consent),
             context=Context(
                 page_url=native.context.page_url.strip(),
                 referrer=native.context.referrer.strip(),

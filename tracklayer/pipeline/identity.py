@@ -35,11 +35,15 @@ PERSONAL_FIELDS = (
 )
 
 
+LINK_IDENTIFIERS = (Identifier("email", "meta"), Identifier("phone", "meta"))
+
+
 class IdentityPlan:
     """The identifiers to compute, grouped so each raw value is read once."""
 
     def __init__(self, wanted: Iterable[Identifier], default_country: str) -> None:
-        self.wanted = sorted(set(wanted), key=lambda i: i.key)
+        # The identity graph links people by these two, whatever the destinations send.
+        self.wanted = sorted({*wanted, *LINK_IDENTIFIERS}, key=lambda i: i.key)
         for identifier in self.wanted:
             if identifier.field not in PERSONAL_FIELDS:
                 raise ValueError(f"unknown identifier field {identifier.field!r}")

@@ -27,8 +27,9 @@ def describe(error: msgspec.ValidationError, prefix: str = "") -> str:
 
 
 def decode_or_refuse(body: bytes, kind: type, prefix: str = ""):
-    """Decode the request body; malformed JSON and wrong shapes become 400s."""
-    if not body.strip():
+    """Decode the request body (or a raw part of it); malformed JSON and wrong shapes become
+    400s."""
+    if not bytes(body).strip():
         raise Refusal(400, "invalid_json", "the request body is empty")
     try:
         return msgspec.json.decode(body, type=kind)

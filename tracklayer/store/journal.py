@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiosqlite
 import msgspec
@@ -67,6 +67,16 @@ class _Op:
         self.future = future
 
 
+class Hook(Protocol):
+    """Writes that ride along in every group transaction (the identity graph's profiles)."""
+
+    async def write(self, connection: aiosqlite.Connection) -> None: ...
+
+    def rolled_back(self) -> None: ...
+
+    def committed(self) -> None: ...
+
+
 class Journal:
     """Single writer with group commit. ``on_commit`` learns how many rows each destination
     just got, so delivery wakes without polling."""
@@ -90,6 +100,7 @@ class Journal:
         self._closing = False
         self._task: asyncio.Task | None = None
         self._next_event_id = 0
+        self.hooks: list[Hook] = []
 
     async def start(self) -> None:
         async with self.connection.execute("SELECT COALESCE(MAX(id), 0) FROM events") as cursor:
@@ -107,6 +118,21 @@ class Journal:
     async def append(self, pending: Sequence[Pending]) -> list[Admission]:
         """Store ``pending`` durably; raises ``StoreUnavailable`` when it could not commit."""
         return await self._submit(_Batch(pending, self._future()))
+
+    async def probe(self) -> bool:
+        """Try a request-sized write: True when the store commits again (``healthy``
+        follows). The row is written and removed in one transaction, so it needs real free
+        space (new pages, and WAL frames at commit) yet leaves nothing behind."""
+
+        async def write_and_remove(connection: aiosqlite.Connection) -> None:
+            await connection.execute("INSERT INTO probe (id, pad) VALUES (1, zeroblob(65536))")
+            await connection.execute("DELETE FROM probe")
+
+        try:
+            await self.run(write_and_remove)
+        except StoreUnavailable:
+            return False
+        return True
 
     async def run(self, operation: Operation) -> Any:
         """Run ``operation(connection)`` inside the next group transaction."""
@@ -144,11 +170,17 @@ class Journal:
             admissions = await self._write_events(batches, now, queued) if batches else []
             for op in operations:
                 op_results.append(await self._run_op(op))
+            for hook in self.hooks:
+                await hook.write(connection)
             await connection.execute("COMMIT")
         except (sqlite3.Error, ValueError) as error:
             await self._rollback()
+            for hook in self.hooks:
+                hook.rolled_back()
             self._fail(items, error)
             return
+        for hook in self.hooks:
+            hook.committed()
         self.commits += 1
         if not self.healthy:
             log.info("store writable again")

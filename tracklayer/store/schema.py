@@ -63,6 +63,24 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (minute, destination, name, outcome, code)
     ) WITHOUT ROWID;
     """,
+    # 2: the identity graph. Every id a person was seen with (user id, anonymous id, email
+    # and phone hashes) points at one profile; merging two profiles re-points the ids.
+    """
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        updated_at REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE identity_keys (
+        key TEXT PRIMARY KEY,
+        profile INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX identity_keys_profile ON identity_keys (profile);
+    CREATE INDEX profiles_updated ON profiles (updated_at);
+
+    -- scratch space to prove the store takes writes again after a failure
+    CREATE TABLE probe (id INTEGER PRIMARY KEY, pad BLOB NOT NULL);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
