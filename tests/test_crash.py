@@ -54,12 +54,10 @@ async def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path, hook, daemon
     clients = [asyncio.create_task(burst(daemon.url, acked, stop, ids)) for _ in range(24)]
     await asyncio.sleep(1.5)
     daemon.kill()  # SIGKILL: no shutdown code runs
-    killed_with = len(acked)
     await asyncio.sleep(0.2)
     stop.set()
-    await asyncio.gather(*clients)
-    assert killed_with > 100, "the burst was too small to mean anything"
-    assert len(acked) == killed_with  # nothing was acknowledged after the kill
+    await asyncio.gather(*clients)  # answers read just after the kill still count as acks
+    assert len(acked) > 100, "the burst was too small to mean anything"
 
     await asyncio.to_thread(daemon.start)  # same data directory
     await hook.wait_for_ids(acked, timeout=30)

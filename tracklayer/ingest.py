@@ -38,8 +38,9 @@ class Ingest:
     async def __call__(
         self, source: str, events: Sequence[Event], client_ids: Sequence[bool]
     ) -> None:
+        await self.identify(events)
         pending: list[Pending] = []
-        for event, client_id in zip(events, client_ids, strict=False):
+        for event, client_id in zip(events, client_ids, strict=True):
             wanted, filtered = self.routes.split(event)
             for destination in filtered:
                 self.metrics.events_suppressed.labels(destination, "filter").inc()
@@ -47,7 +48,7 @@ class Ingest:
             # A messageId we generated cannot repeat, so it needs no message-scope check.
             pending.append(Pending(event, wanted, message_dedup=client_id))
         admissions = await self.journal.append(pending)
-        for event, admission in zip(events, admissions, strict=False):
+        for event, admission in zip(events, admissions, strict=True):
             if admission.status == "duplicate":
                 self._duplicate_message.inc()
                 continue

@@ -250,7 +250,7 @@ class Worker:
             batch = [events[i] for i in sendable]
             requests = self.plugin.build(batch)
             for request in requests:
-                for index, outcome in zip(request.indexes, await self._send(request), strict=False):
+                for index, outcome in zip(request.indexes, await self._send(request), strict=True):
                     outcomes[sendable[index]] = outcome
         return [
             o or Outcome("retry", code="unanswered", message="no request carried it")
@@ -332,7 +332,7 @@ class Worker:
         done: list[int] = []
         retries: list[outbox.Retry] = []
         dead: list[outbox.Dead] = []
-        for row, outcome in zip(rows, outcomes, strict=False):
+        for row, outcome in zip(rows, outcomes, strict=True):
             event = row.event
             if outcome.kind in SETTLED:
                 done.append(row.id)

@@ -282,6 +282,9 @@ class Canonicaliser:
         event.event_id = explicit_id or (
             f"{event.name}:{order_id}" if order_id else event.message_id
         )
+        if not event.user.external_id and event.user.user_id:
+            # Meta and TikTok match on external_id: the advertiser's own id for the person.
+            event.user.external_id = event.user.user_id
         event.hashed, event.normalized = self.identity.apply(event.user)
         if not self.keep_raw:
             event.user = strip_personal(event.user)

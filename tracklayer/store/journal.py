@@ -185,7 +185,7 @@ class Journal:
         if not self.healthy:
             log.info("store writable again")
         self.healthy, self.last_error = True, ""
-        for batch, admission in zip(batches, admissions, strict=False):
+        for batch, admission in zip(batches, admissions, strict=True):
             if not batch.future.done():
                 batch.future.set_result(admission)
         for op, result, error in op_results:
