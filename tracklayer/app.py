@@ -273,8 +273,7 @@ class TrackLayer:
             try:
                 await self.journal.run(lambda c: self.stats.write(c, rows))
             except Exception:
-                for row in rows:  # put them back for the next flush
-                    self.stats.add(row[1], row[2], row[3], row[4], row[6], row[5])
+                self.stats.restore(rows)  # the next flush tries again
                 raise
 
     async def _update_gauges(self) -> None:

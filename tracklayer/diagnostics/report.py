@@ -21,7 +21,7 @@ def _iso(seconds: float) -> str:
 
 async def build(connection: aiosqlite.Connection, since: float, until: float) -> dict[str, Any]:
     destinations: dict[str, Any] = {}
-    for destination, name, outcome, code, count, message in await stats.summary(
+    for destination, name, outcome, code, count, message, _total in await stats.summary(
         connection, since, until
     ):
         entry = destinations.setdefault(destination, {"events": {}})["events"].setdefault(

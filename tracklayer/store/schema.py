@@ -81,6 +81,11 @@ MIGRATIONS: list[str] = [
     -- scratch space to prove the store takes writes again after a failure
     CREATE TABLE probe (id INTEGER PRIMARY KEY, pad BLOB NOT NULL);
     """,
+    # 3: stats rows carry a sum besides the count (order value by currency, latency,
+    # match-quality score), so reports and anomaly detection read one per-minute table.
+    """
+    ALTER TABLE stats ADD COLUMN total REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
