@@ -98,6 +98,19 @@ async def post(
         return response.status, document, dict(response.headers)
 
 
+async def request_json(
+    method: str, url: str, token: str | None = None
+) -> tuple[int, dict, dict[str, str]]:
+    """A request with an optional admin Bearer token; returns (status, JSON, headers)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers) as response,
+    ):
+        text = await response.read()
+        return response.status, json.loads(text) if text else {}, dict(response.headers)
+
+
 def basic(key: str, colon: bool = True) -> str:
     """``Authorization: Basic`` for a write key, as Segment's clients send it."""
     return "Basic " + base64.b64encode((key + (":" if colon else "")).encode()).decode()

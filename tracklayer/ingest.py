@@ -14,6 +14,11 @@ from tracklayer.store.journal import Journal, Pending
 from tracklayer.store.stats import StatsBuffer
 
 
+# Events that only carry a consent change: they update the visitor's state (the identity
+# graph keeps the latest stated choice) and are stored, but not delivered anywhere.
+CONSENT_UPDATES = frozenset({"Segment Consent Preference Updated", "consent_updated"})
+
+
 class Ingest:
     def __init__(
         self,
@@ -41,7 +46,13 @@ class Ingest:
         await self.identify(events)
         pending: list[Pending] = []
         for event, client_id in zip(events, client_ids, strict=True):
+            if event.source_name in CONSENT_UPDATES or event.name in CONSENT_UPDATES:
+                pending.append(Pending(event, [], message_dedup=client_id))
+                continue
             wanted, filtered = self.routes.split(event)
+            if not event.consent_stated:
+                for destination in wanted:  # anomaly detection watches this share
+                    self.stats.add(destination, event.name, "no_consent")
             for destination in filtered:
                 self.metrics.events_suppressed.labels(destination, "filter").inc()
                 self.stats.add(destination, event.name, "suppressed", "filter")

@@ -216,6 +216,7 @@ class NativeContext(msgspec.Struct, kw_only=True):
     referrer: str = ""
     locale: str = ""
     country: str = ""
+    region: str = ""  # subdivision, e.g. "CA" or "US-CA"
 
 
 class NativeEvent(msgspec.Struct, kw_only=True):
@@ -229,7 +230,9 @@ class NativeEvent(msgspec.Struct, kw_only=True):
     sent_at: str | None = None
     user: NativeUser = msgspec.field(default_factory=NativeUser)
     properties: dict[str, Any] = {}
-    consent: dict[str, bool] = {}
+    # canonical purposes ({"ads": true}), or categories / consent-mode signals
+    # ({"C0004": true}, {"ad_storage": "granted"}) mapped through consent.purposes
+    consent: dict[str, bool | str] = {}
     context: NativeContext = msgspec.field(default_factory=NativeContext)
 
 

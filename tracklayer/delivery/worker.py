@@ -275,7 +275,7 @@ class Worker:
         """Consent required by this destination and not granted: suppressed, never sent."""
         for purpose in self.config.requires_consent:
             if not event.consent.get(purpose, False):
-                return Outcome("suppressed", code="consent", message=f"no {purpose} consent")
+                return Outcome("suppressed", code="consent", message=purpose)
         return None
 
     async def _send(self, request: Request) -> list[Outcome]:
@@ -371,6 +371,10 @@ class Worker:
         if outcome.kind == "suppressed":
             self.metrics.events_suppressed.labels(self.id, outcome.code).inc()
             self.stats.add(self.id, event.name, "suppressed", outcome.code)
+            if outcome.code == "consent":  # the report breaks these down
+                place = event.context.region or event.context.country or "unknown"
+                self.stats.add(self.id, event.name, "consent_purpose", outcome.message)
+                self.stats.add(self.id, event.name, "consent_region", place)
             return
         self._count[outcome.kind].inc()
         if outcome.kind in ("accepted", "warning"):

@@ -33,6 +33,10 @@ async def build(connection: aiosqlite.Connection, since: float, until: float) ->
             entry["duplicates"] += count
         elif outcome == "suppressed":
             entry["suppressed"][code] = entry["suppressed"].get(code, 0) + count
+        elif outcome in ("consent_purpose", "consent_region"):
+            by = entry.setdefault("consent_suppressed", {"purpose": {}, "region": {}})
+            side = by["purpose" if outcome == "consent_purpose" else "region"]
+            side[code] = side.get(code, 0) + count
         if outcome in ("rejected", "dead") and code:
             entry.setdefault("rejections", []).append(
                 {"code": code, "message": message, "count": count}
@@ -54,6 +58,11 @@ def render(report: dict[str, Any]) -> str:
                 extra.append(f"duplicates {entry['duplicates']}")
             for reason, count in sorted(entry["suppressed"].items()):
                 extra.append(f"suppressed ({reason}) {count}")
+            consent = entry.get("consent_suppressed")
+            if consent:
+                purposes = ", ".join(f"{k} {v}" for k, v in sorted(consent["purpose"].items()))
+                places = ", ".join(f"{k} {v}" for k, v in sorted(consent["region"].items()))
+                extra.append(f"consent by purpose [{purposes}] by region [{places}]")
             lines.append(f"  {name}: " + ", ".join(filter(None, [counts, *extra])) or "-")
             for rejection in entry.get("rejections", []):
                 lines.append(

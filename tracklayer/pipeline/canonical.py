@@ -16,7 +16,7 @@ import msgspec
 from tracklayer.config import Config
 from tracklayer.destinations.base import Identifier
 from tracklayer.model import Context, Event, NativeEvent, SegmentMessage, User
-from tracklayer.pipeline import capture
+from tracklayer.pipeline import capture, normalize
 from tracklayer.pipeline import consent as consent_rules
 from tracklayer.pipeline.identity import IdentityPlan, strip_personal
 from tracklayer.pipeline.names import TYPE_NAMES, NameMap
@@ -134,19 +134,31 @@ class Canonicaliser:
         capture.with_browser_ids(user, clicks, received)
         location = _dict(context.get("location"))
         library = _dict(context.get("library"))
+        country, region = self._place(
+            _text(location.get("country")) or arrival.country, _text(location.get("region"))
+        )
         event_context = Context(
             page_url=page_url,
             referrer=referrer,
             locale=_text(context.get("locale")),
             library=_text(library.get("name")),
-            country=(_text(location.get("country")) or arrival.country).upper()[:2]
-            if (_text(location.get("country")) or arrival.country)
-            else "",
+            country=country,
+            region=region,
         )
-        stated = {}
-        preferences = _dict(context.get("consent")).get("categoryPreferences")
+        stated: dict[str, bool] = {}
+        consent_object = _dict(context.get("consent"))
+        preferences = consent_object.get("categoryPreferences")
         if isinstance(preferences, dict):
             stated = consent_rules.from_categories(preferences, self.consent.purposes)
+        signals = {
+            k: consent_object[k] for k in consent_rules.GOOGLE_SIGNALS if k in consent_object
+        }
+        for signal, granted in consent_rules.parse_gcs(
+            context.get("gcs") or properties.get("gcs")
+        ).items():
+            signals.setdefault(signal, granted)
+        for purpose, granted in consent_rules.from_signals(signals, self.consent.purposes).items():
+            stated.setdefault(purpose, granted)
         explicit_id = _text(properties.get("event_id")) or _text(context.get("event_id"))
         event = Event(
             event_id="",
@@ -159,8 +171,9 @@ class Canonicaliser:
             received_at=received,
             properties=properties,
             user=user,
-            consent=self._consent(stated, event_context.country),
+            consent=self._consent(stated, country, region),
             consent_stated=stated,
+            ldu=consent_rules.in_regions(self.consent.ldu_regions, country, region),
             context=event_context,
             integrations=integrations,
         )
@@ -213,7 +226,18 @@ class Canonicaliser:
         received = arrival.received_at
         original = self.parse_time(native.timestamp, "timestamp")
         sent_at = self.parse_time(native.sent_at, "sent_at")
-        country = (native.context.country or arrival.country).upper()[:2]
+        country, region = self._place(
+            native.context.country or arrival.country, native.context.region
+        )
+        stated = {
+            purpose: granted
+            for purpose, value in native.consent.items()
+            if purpose in self.purposes
+            and (granted := consent_rules.signal_value(value)) is not None
+        }
+        others = {k: v for k, v in native.consent.items() if k not in self.purposes}
+        for purpose, granted in consent_rules.from_signals(others, self.consent.purposes).items():
+            stated.setdefault(purpose, granted)
         user = User(
             user_id=user_id,
             anonymous_id=anonymous_id,
@@ -249,14 +273,16 @@ class Canonicaliser:
             received_at=received,
             properties=dict(native.properties),
             user=user,
-            consent=self._consent(dict(native.consent), country),
-            consent_stated=dict(native.consent),
+            consent=self._consent(stated, country, region),
+            consent_stated=stated,
+            ldu=consent_rules.in_regions(self.consent.ldu_regions, country, region),
             context=Context(
                 page_url=native.context.page_url.strip(),
                 referrer=native.context.referrer.strip(),
                 locale=native.context.locale.strip(),
                 library="tracklayer-native",
                 country=country,
+                region=region,
             ),
         )
         return self._finish(event, explicit_id)
@@ -271,9 +297,28 @@ class Canonicaliser:
             raise InvalidEvent(field, f"not an ISO 8601 time: {value[:40]!r}")
         return moment
 
-    def _consent(self, stated: dict[str, bool], country: str) -> dict[str, bool]:
+    def _consent(self, stated: dict[str, bool], country: str, region: str) -> dict[str, bool]:
         rules = self.consent
-        return consent_rules.resolve(stated, self.purposes, rules.default, rules.regions, country)
+        return consent_rules.resolve(
+            stated, self.purposes, rules.default, rules.regions, country, region
+        )
+
+    def _place(self, country_text: str, region_text: str) -> tuple[str, str]:
+        """(ISO alpha-2 country, ISO 3166-2 region like "US-CA") from what a source says:
+        Segment's ``context.location`` often holds names ("United States", "California")."""
+        country = (normalize.country(country_text) or "").upper() if country_text else ""
+        region = ""
+        text = region_text.strip().upper()
+        if country and text:
+            if text.startswith(country + "-"):
+                region = text
+            else:
+                code = normalize.state(region_text, country=country.lower())
+                if code:
+                    region = f"{country}-{code.upper()}"
+                elif text.isalnum() and len(text) <= 3:
+                    region = f"{country}-{text}"
+        return country, region
 
     def _finish(self, event: Event, explicit_id: str) -> Event:
         """The stable event id (CONTRACT.md: explicit, else order-based, else messageId) and
