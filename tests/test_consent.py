@@ -91,7 +91,7 @@ async def test_unstated_consent_follows_the_region(tmp_path, hook, ads_hook):
         await settle(app)
         assert [e["message_id"] for e in ads_hook.accepted_events] == ["us"]
         assert delivered[0]["consent"] == {"ads": True, "analytics": True}
-        status, report, _ = await report_of(app)
+        _, report, _ = await report_of(app)
         by = report["destinations"]["ads"]["events"]["purchase"]["consent_suppressed"]
         assert by == {"purpose": {"ads": 1}, "region": {"DE": 1}}
     finally:
@@ -195,7 +195,7 @@ def test_google_consent_mode_signals():
 
 
 def test_limited_data_use_regions():
-    consent, ldu, region = resolve(
+    _, ldu, region = resolve(
         {"location": {"country": "United States", "region": "California"}}
     )
     assert (ldu, region) == (True, "US-CA")

@@ -13,7 +13,6 @@ from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal, Pending
 from tracklayer.store.stats import StatsBuffer
 
-
 # Events that only carry a consent change: they update the visitor's state (the identity
 # graph keeps the latest stated choice) and are stored, but not delivered anywhere.
 CONSENT_UPDATES = frozenset({"Segment Consent Preference Updated", "consent_updated"})

@@ -86,7 +86,8 @@ def from_signals(
                 mapped.add(category)
     for signal, purpose in CONVENTIONAL_PURPOSE.items():
         if signal in signals and signal not in mapped:
-            if (value := signal_value(signals[signal])) is not None:
+            value = signal_value(signals[signal])
+            if value is not None:
                 votes.setdefault(purpose, []).append(value)
     return {purpose: all(values) for purpose, values in votes.items()}
 
