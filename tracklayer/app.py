@@ -252,7 +252,9 @@ class TrackLayer:
             return error_response(400, "invalid_query", f"since: {problem}")
         await self.flush_stats()
         now = time.time()
-        return web.json_response(await report_module.build(self.reader, now - since, now))
+        weights = destinations.match_weights_for(self.config.destinations)
+        report = await report_module.build(self.reader, now - since, now, weights)
+        return web.json_response(report)
 
     # background -------------------------------------------------------------------------
 

@@ -130,13 +130,16 @@ def plan(config: Config, path: str) -> str:
 
 
 async def print_report(config: Config, since: float, as_json: bool) -> int:
+    from tracklayer.destinations import match_weights_for
     from tracklayer.diagnostics import report
     from tracklayer.store.database import connect
 
     connection = await connect(config.storage.path, config.storage.durability)
     try:
         now = time.time()
-        data = await report.build(connection, now - since, now)
+        data = await report.build(
+            connection, now - since, now, match_weights_for(config.destinations)
+        )
     finally:
         await connection.close()
     print(json.dumps(data, indent=2) if as_json else report.render(data))

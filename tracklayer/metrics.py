@@ -87,6 +87,12 @@ class Metrics:
             buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
             registry=registry,
         )
+        self.match_key_coverage = Gauge(
+            "tracklayer_match_key_coverage",
+            "Share of delivered or observed events whose payload carries each identifier key.",
+            ["destination", "key"],
+            registry=registry,
+        )
         self.anomalies_active = Gauge(
             "tracklayer_anomalies_active",
             "Anomalies currently open, by destination and kind.",

@@ -86,6 +86,17 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
             return ""
         return str(value)
 
+    def order_value(self) -> tuple[float | None, str]:
+        """(value, ISO currency) from Segment e-commerce fields: ``value``, else ``revenue``,
+        else ``total``; currency USD when absent, as Segment's spec assumes."""
+        for field in ("value", "revenue", "total"):
+            amount = self.properties.get(field)
+            if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+                currency = self.properties.get("currency")
+                code = currency.strip().upper() if isinstance(currency, str) else ""
+                return float(amount), code or "USD"
+        return None, ""
+
     def business_key(self) -> str:
         """The key under which the same customer action is delivered once per destination.
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import aiohttp
@@ -31,11 +32,12 @@ from tracklayer.destinations.base import (
     Request,
     Response,
 )
+from tracklayer.diagnostics import match_quality
 from tracklayer.metrics import Metrics
 from tracklayer.model import OBSERVED, Event, Outcome
 from tracklayer.store import outbox
 from tracklayer.store.journal import Journal
-from tracklayer.store.stats import StatsBuffer
+from tracklayer.store.stats import StatsBuffer, latency_bucket
 from tracklayer.token_bucket import TokenBucket
 
 log = logging.getLogger("tracklayer.delivery")
@@ -86,6 +88,9 @@ class Worker:
             for outcome in ("accepted", "warning", "rejected", "retried", "dead", "observed")
         }
         self._latency = metrics.delivery_seconds.labels(self.id)
+        self._quality = metrics.match_quality.labels(self.id)
+        self._scored = 0
+        self._present: Counter[str] = Counter()
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -377,6 +382,31 @@ class Worker:
                 self.stats.add(self.id, event.name, "consent_region", place)
             return
         self._count[outcome.kind].inc()
+        stats, name = self.stats, event.name
+        stats.add(self.id, name, outcome.kind, outcome.code, outcome.message)
         if outcome.kind in ("accepted", "warning"):
-            self._latency.observe(max(0.0, now - event.received_at))
-        self.stats.add(self.id, event.name, outcome.kind, outcome.code, outcome.message)
+            waited = max(0.0, now - event.received_at)
+            self._latency.observe(waited)
+            stats.add(self.id, name, "latency", latency_bucket(waited * 1000))
+        value, currency = event.order_value()
+        if value is not None:
+            stats.add(self.id, name, "value", currency, total=value)
+        self._score(event)
+
+    def _score(self, event: Event) -> None:
+        """Match quality of a delivered or observed event (``Scored`` plugins)."""
+        weights = getattr(self.plugin, "match_weights", None)
+        if not weights:
+            return
+        present = self.plugin.match_keys(event)  # type: ignore[attr-defined]
+        quality = match_quality.score(weights, present)
+        self._quality.observe(quality)
+        self.stats.add(self.id, event.name, "score", total=quality)
+        self._scored += 1
+        for key in weights:
+            if key in present:
+                self.stats.add(self.id, event.name, "key", key)
+                self._present[key] += 1
+            self.metrics.match_key_coverage.labels(self.id, key).set(
+                self._present[key] / self._scored
+            )

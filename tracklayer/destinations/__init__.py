@@ -25,6 +25,15 @@ def identifiers_for(configs: Iterable[DestinationConfig]) -> set[Identifier]:
     return wanted
 
 
+def match_weights_for(configs: Iterable[DestinationConfig]) -> dict[str, dict[str, float]]:
+    """Destination id → its plugin's match-quality weight table (if it scores)."""
+    return {
+        config.id: dict(weights)
+        for config in configs
+        if (weights := getattr(plugin_for(config), "match_weights", None))
+    }
+
+
 def plugin_for(config: DestinationConfig) -> type:
     for plugin in PLUGINS.values():
         if isinstance(config, plugin.config_type):

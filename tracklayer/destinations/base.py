@@ -140,6 +140,16 @@ class Destination(Protocol):
         """One outcome per index of ``request``, read from the platform's answer."""
 
 
+class Scored(Protocol):
+    """Optional, for match quality: the weight of each identifier key the platform matches
+    on (``match_weights``, a ClassVar, each weight with its reason in a comment) and the keys
+    one event's final payload carries, present and valid (``match_keys``)."""
+
+    match_weights: ClassVar[dict[str, float]]
+
+    def match_keys(self, event: Event) -> set[str]: ...
+
+
 class Authenticating(Protocol):
     """Optional, for platforms whose requests need a short-lived token (OAuth refresh-token
     flow). Delivery calls ``token_request`` before each batch; when it returns a request,

@@ -81,8 +81,38 @@ class WebhookDestination:
     # convention: lowercase email, phone as digits with country code, ...).
     identifiers: ClassVar[tuple[Identifier, ...]] = identifiers("meta", "hashed", *PERSONAL_FIELDS)
 
+    # Match quality for a generic receiver: how many systems can join on each key. Email and
+    # phone identify a person almost everywhere; the advertiser's own id joins within its
+    # systems; names and address narrow a person down only together; IP and user agent tie
+    # to a browser session; click ids and browser cookies tie to an ad click.
+    match_weights: ClassVar[dict[str, float]] = {
+        "email": 3.0,
+        "phone": 2.5,
+        "external_id": 1.5,
+        "first_name": 0.5,
+        "last_name": 0.5,
+        "zip": 0.5,
+        "ip": 0.5,
+        "user_agent": 0.25,
+        "click_id": 0.5,
+        "browser_id": 0.25,
+    }
+
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
+
+    def match_keys(self, event: Event) -> set[str]:
+        present = {key for key in self.match_weights if event.hashed.get(f"meta.{key}")}
+        user = event.user
+        if user.ip:
+            present.add("ip")
+        if user.user_agent:
+            present.add("user_agent")
+        if any(k not in ("ttp", "ga", "epik", "scid", "rdt_uuid") for k in user.click_ids):
+            present.add("click_id")
+        if user.fbp or user.fbc or user.click_ids.keys() & {"ttp", "ga", "scid", "rdt_uuid"}:
+            present.add("browser_id")
+        return present
 
     def validate(self, event: Event) -> Outcome | None:
         return None

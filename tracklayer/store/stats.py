@@ -8,6 +8,20 @@ from collections.abc import Callable
 
 import aiosqlite
 
+# Upper bounds (ms) of the receipt-to-acceptance latency buckets; percentiles in reports
+# are read off these.
+LATENCY_BUCKETS_MS = (
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000,
+    3_600_000, 21_600_000, 86_400_000,
+)  # fmt: skip
+
+
+def latency_bucket(milliseconds: float) -> str:
+    for bound in LATENCY_BUCKETS_MS:
+        if milliseconds <= bound:
+            return str(bound)
+    return "inf"
+
 
 class StatsBuffer:
     """Counts (and sums) since the last flush, keyed (minute, destination, event, outcome,
@@ -77,9 +91,7 @@ async def summary(connection: aiosqlite.Connection, since: float, until: float) 
         return list(await cursor.fetchall())
 
 
-async def series(
-    connection: aiosqlite.Connection, since: float, until: float
-) -> list[tuple]:
+async def series(connection: aiosqlite.Connection, since: float, until: float) -> list[tuple]:
     """Per-minute rows (minute, destination, event, outcome, code, count, total) over
     ``[since, until)``, oldest first: the buckets anomaly detection reads."""
     async with connection.execute(
