@@ -4,14 +4,25 @@ count what happened. Answers return only after the journal has committed."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+from tracklayer.destinations.webhook import iso8601
 from tracklayer.metrics import Metrics
 from tracklayer.model import Event
 from tracklayer.pipeline.enrich import enrich, learn, link_keys
 from tracklayer.pipeline.routing import Routes
 from tracklayer.store.identity import IdentityGraph
-from tracklayer.store.journal import Journal, Pending
+from tracklayer.store.journal import Admission, Journal, Pending
 from tracklayer.store.stats import StatsBuffer
+
+
+class Tail(Protocol):
+    """The live tail (diagnostics/live.py): records reach viewers, if any are watching."""
+
+    viewers: set[Any]
+
+    def publish(self, record: dict[str, Any]) -> None: ...
+
 
 # Events that only carry a consent change: they update the visitor's state (the identity
 # graph keeps the latest stated choice) and are stored, but not delivered anywhere.
@@ -28,6 +39,7 @@ class Ingest:
         graph: IdentityGraph,
         windows: Mapping[str, float],
         keep_raw: bool,
+        live: Tail | None = None,
     ) -> None:
         self.journal = journal
         self.routes = routes
@@ -36,6 +48,7 @@ class Ingest:
         self.graph = graph
         self.windows = windows
         self.keep_raw = keep_raw
+        self.live = live
         self._duplicate_message = metrics.events_duplicate.labels("message")
         self._duplicate_business = metrics.events_duplicate.labels("business")
 
@@ -44,11 +57,14 @@ class Ingest:
     ) -> None:
         await self.identify(events)
         pending: list[Pending] = []
+        filtered_for: list[list[str]] = []
         for event, client_id in zip(events, client_ids, strict=True):
             if event.source_name in CONSENT_UPDATES or event.name in CONSENT_UPDATES:
                 pending.append(Pending(event, [], message_dedup=client_id))
+                filtered_for.append([])
                 continue
             wanted, filtered = self.routes.split(event)
+            filtered_for.append(filtered)
             if not event.consent_stated:
                 for destination in wanted:  # anomaly detection watches this share
                     self.stats.add(destination, event.name, "no_consent")
@@ -58,6 +74,9 @@ class Ingest:
             # A messageId we generated cannot repeat, so it needs no message-scope check.
             pending.append(Pending(event, wanted, message_dedup=client_id))
         admissions = await self.journal.append(pending)
+        if self.live is not None and self.live.viewers:
+            for event, admission, filtered in zip(events, admissions, filtered_for, strict=True):
+                self.live.publish(live_record(event, admission, filtered))
         for event, admission in zip(events, admissions, strict=True):
             if admission.status == "duplicate":
                 self._duplicate_message.inc()
@@ -78,3 +97,25 @@ class Ingest:
             profile = self.graph.profile_for(event_keys)
             learn(profile, event, self.keep_raw)
             enrich(event, profile, self.windows, self.keep_raw)
+
+
+def live_record(event: Event, admission: Admission, filtered: list[str]) -> dict[str, Any]:
+    """What the live debugger shows for one accepted event."""
+    if admission.status == "duplicate":
+        dedup = "duplicate_message"
+    else:
+        dedup = "duplicate_business" if admission.duplicate_for and not admission.queued else "new"
+    return {
+        "type": "event",
+        "at": iso8601(event.received_at),
+        "source": event.source,
+        "source_name": event.source_name,
+        "name": event.name,
+        "event_id": event.event_id,
+        "message_id": event.message_id,
+        "dedup": dedup,
+        "duplicate_for": admission.duplicate_for,
+        "consent": event.consent,
+        "queued": admission.queued,
+        "filtered": filtered,
+    }

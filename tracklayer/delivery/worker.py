@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import aiosqlite
@@ -32,6 +33,7 @@ from tracklayer.destinations.base import (
     Request,
     Response,
 )
+from tracklayer.destinations.webhook import iso8601
 from tracklayer.diagnostics import match_quality
 from tracklayer.metrics import Metrics
 from tracklayer.model import OBSERVED, Event, Outcome
@@ -58,6 +60,7 @@ class Worker:
         metrics: Metrics,
         stats: StatsBuffer,
         clock: Callable[[], float] = time.time,
+        live: Any = None,
     ) -> None:
         self.config = config
         self.plugin = plugin
@@ -66,6 +69,7 @@ class Worker:
         self.metrics = metrics
         self.stats = stats
         self.clock = clock
+        self.live = live  # diagnostics/live.py LiveTail: outcomes for the debugger
         self.id = config.id
         self.batch: BatchPolicy = config.batch or plugin.default_batch
         self.limit: RateLimit = config.rate_limit or plugin.default_rate_limit
@@ -332,45 +336,60 @@ class Worker:
     def _decide(
         self, rows: list[outbox.Claimed], outcomes: list[Outcome]
     ) -> tuple[list[int], list[outbox.Retry], list[outbox.Dead]]:
-        """Turn outcomes into outbox changes (and count them)."""
+        """Turn outcomes into outbox changes (and count them, and show them live)."""
         now = self.clock()
         done: list[int] = []
         retries: list[outbox.Retry] = []
         dead: list[outbox.Dead] = []
+        watching = self.live is not None and self.live.viewers
         for row, outcome in zip(rows, outcomes, strict=True):
             event = row.event
-            if outcome.kind in SETTLED:
-                done.append(row.id)
-                self._record(event, outcome, now)
-                continue
-            attempts = row.attempts + 1
-            if outcome.kind == "rejected":
-                dead.append(
-                    outbox.Dead(
-                        row.id, row.event_row, attempts, "rejected", outcome.code, outcome.message
-                    )
-                )
-                self._count["rejected"].inc()
-                self.stats.add(self.id, event.name, "rejected", outcome.code, outcome.message)
-                continue
-            policy = self.config.retry
-            delay = max(outcome.retry_after or 0.0, backoff_delay(policy, attempts))
-            expired = now + delay - event.received_at > policy.max_age
-            if attempts >= policy.max_attempts or expired:
-                why = "max_age" if expired else "max_attempts"
-                reason = f"gave up after {attempts} attempts ({why}): {outcome.message}"
-                dead.append(
-                    outbox.Dead(row.id, row.event_row, attempts, "dead", outcome.code, reason)
-                )
-                self._count["dead"].inc()
-                self.stats.add(self.id, event.name, "dead", outcome.code, reason)
-                continue
-            retries.append(
-                outbox.Retry(row.id, now + delay, attempts, f"{outcome.code} {outcome.message}")
-            )
-            self._count["retried"].inc()
-            self.stats.add(self.id, event.name, "retried", outcome.code, outcome.message)
+            kind = self._settle_one(row, outcome, now, done, retries, dead)
+            if watching:
+                self._publish(event, outcome, kind)
         return done, retries, dead
+
+    def _settle_one(
+        self,
+        row: outbox.Claimed,
+        outcome: Outcome,
+        now: float,
+        done: list[int],
+        retries: list[outbox.Retry],
+        dead: list[outbox.Dead],
+    ) -> str:
+        """File one row under done, retries or dead; returns what became of it."""
+        event = row.event
+        if outcome.kind in SETTLED:
+            done.append(row.id)
+            self._record(event, outcome, now)
+            return outcome.kind
+        attempts = row.attempts + 1
+        if outcome.kind == "rejected":
+            dead.append(
+                outbox.Dead(
+                    row.id, row.event_row, attempts, "rejected", outcome.code, outcome.message
+                )
+            )
+            self._count["rejected"].inc()
+            self.stats.add(self.id, event.name, "rejected", outcome.code, outcome.message)
+            return "rejected"
+        policy = self.config.retry
+        delay = max(outcome.retry_after or 0.0, backoff_delay(policy, attempts))
+        expired = now + delay - event.received_at > policy.max_age
+        if attempts >= policy.max_attempts or expired:
+            why = "max_age" if expired else "max_attempts"
+            reason = f"gave up after {attempts} attempts ({why}): {outcome.message}"
+            dead.append(outbox.Dead(row.id, row.event_row, attempts, "dead", outcome.code, reason))
+            self._count["dead"].inc()
+            self.stats.add(self.id, event.name, "dead", outcome.code, reason)
+            return "dead"
+        retries.append(
+            outbox.Retry(row.id, now + delay, attempts, f"{outcome.code} {outcome.message}")
+        )
+        self._count["retried"].inc()
+        self.stats.add(self.id, event.name, "retried", outcome.code, outcome.message)
+        return "retried"
 
     def _record(self, event: Event, outcome: Outcome, now: float) -> None:
         if outcome.kind == "suppressed":
@@ -392,6 +411,32 @@ class Worker:
         if value is not None:
             stats.add(self.id, name, "value", currency, total=value)
         self._score(event)
+
+    def _publish(self, event: Event, outcome: Outcome, kind: str) -> None:
+        """One outcome record for the live debugger, with the payload as sent."""
+        weights = getattr(self.plugin, "match_weights", None)
+        preview = getattr(self.plugin, "preview", None)
+        score = (
+            match_quality.score(weights, self.plugin.match_keys(event))  # type: ignore[attr-defined]
+            if weights and kind in ("accepted", "warning", "observed")
+            else None
+        )
+        self.live.publish(
+            {
+                "type": "outcome",
+                "at": iso8601(self.clock()),
+                "event_id": event.event_id,
+                "name": event.name,
+                "source": event.source,
+                "destination": self.id,
+                "mode": self.config.mode,
+                "outcome": kind,
+                "code": outcome.code,
+                "message": outcome.message,
+                "score": score,
+                "payload": preview(event) if preview else None,
+            }
+        )
 
     def _score(self, event: Event) -> None:
         """Match quality of a delivered or observed event (``Scored`` plugins)."""

@@ -129,6 +129,10 @@ class WebhookDestination:
         outcome = http_outcome(response.status, response.headers, response.body)
         return [outcome] * len(request.indexes)
 
+    def preview(self, event: Event) -> dict[str, Any]:
+        """The payload as sent, for the live debugger (identifiers already hashed)."""
+        return self.payload(event)
+
     def payload(self, event: Event) -> dict[str, Any]:
         """One EVENT of the webhook body (CONTRACT.md)."""
         return {
