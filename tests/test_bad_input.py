@@ -51,9 +51,10 @@ async def request(
 ) -> tuple[int, dict, dict[str, str]]:
     """Any method, raw bytes, optional Basic ``key:``; returns (status, JSON, headers)."""
     headers = {**(basic(key + ":") if key else {}), **(headers or {})}
-    async with aiohttp.ClientSession() as session, session.request(
-        method, url, data=raw, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=raw, headers=headers) as response,
+    ):
         text = await response.read()
         try:
             document = json.loads(text) if text else {}
@@ -116,102 +117,314 @@ CASES = [
     Case("whitespace-body", "/v1/track", b"  \n ", 400, "invalid_json"),
     Case("empty-body-batch", "/v1/batch", b"", 400, "invalid_json"),
     Case("empty-body-native", "/v1/events", b"", 400, "invalid_json", key=SDK_KEY),
-    Case("array-on-track", "/v1/track", b"[1,2]", 400, ("invalid_json", "invalid_event"),
-         "object"),
-    Case("array-on-batch", "/v1/batch", b"[1,2]", 400, ("invalid_json", "invalid_event"),
-         "object"),
-    Case("string-on-native", "/v1/events", b'"purchase"', 400,
-         ("invalid_json", "invalid_event"), "object", key=SDK_KEY),
+    Case("array-on-track", "/v1/track", b"[1,2]", 400, ("invalid_json", "invalid_event"), "object"),
+    Case("array-on-batch", "/v1/batch", b"[1,2]", 400, ("invalid_json", "invalid_event"), "object"),
+    Case(
+        "string-on-native",
+        "/v1/events",
+        b'"purchase"',
+        400,
+        ("invalid_json", "invalid_event"),
+        "object",
+        key=SDK_KEY,
+    ),
     # wrong types and missing fields: the message names the field -------------------------
     Case("userId-bool", "/v1/track", dumps(track(userId=True)), 400, "invalid_event", "userId"),
-    Case("properties-string", "/v1/track", dumps(track(properties="x")), 400, "invalid_event",
-         "properties"),
-    Case("traits-list", "/v1/identify", dumps({"userId": "u1", "traits": [1]}), 400,
-         "invalid_event", "traits"),
-    Case("context-string", "/v1/track", dumps(track(context="x")), 400, "invalid_event",
-         "context"),
+    Case(
+        "properties-string",
+        "/v1/track",
+        dumps(track(properties="x")),
+        400,
+        "invalid_event",
+        "properties",
+    ),
+    Case(
+        "traits-list",
+        "/v1/identify",
+        dumps({"userId": "u1", "traits": [1]}),
+        400,
+        "invalid_event",
+        "traits",
+    ),
+    Case("context-string", "/v1/track", dumps(track(context="x")), 400, "invalid_event", "context"),
     Case("batch-string", "/v1/batch", dumps({"batch": "x"}), 400, "invalid_event", "batch"),
-    Case("batch-missing", "/v1/batch", dumps({"sentAt": "2026-01-01T00:00:00Z"}), 400,
-         "invalid_event", "batch"),
-    Case("track-without-event", "/v1/track", dumps({"type": "track", "userId": "u1"}), 400,
-         "invalid_event", "event"),
-    Case("track-blank-event", "/v1/track", dumps(track(event="  ")), 400, "invalid_event",
-         "event"),
-    Case("no-user-ids", "/v1/track", dumps({"type": "track", "event": "Order Completed"}), 400,
-         "invalid_event", "userId"),
-    Case("null-user-ids", "/v1/t", dumps(track(userId=None, anonymousId=None)), 400,
-         "invalid_event", "userId"),
-    Case("bad-timestamp", "/v1/track", dumps(track(timestamp="yesterday at noon")), 400,
-         "invalid_event", "timestamp"),
-    Case("numeric-timestamp", "/v1/track", dumps(track(timestamp=1700000000)), 400,
-         "invalid_event", "timestamp"),
-    Case("bad-batch-sentAt", "/v1/batch",
-         dumps({"batch": [track()], "sentAt": "not a time"}), 400, "invalid_event", "sentAt"),
-    Case("unknown-type-in-batch", "/v1/batch",
-         dumps({"batch": [{"type": "bogus", "userId": "u1"}]}), 400, "invalid_event", "type"),
+    Case(
+        "batch-missing",
+        "/v1/batch",
+        dumps({"sentAt": "2026-01-01T00:00:00Z"}),
+        400,
+        "invalid_event",
+        "batch",
+    ),
+    Case(
+        "track-without-event",
+        "/v1/track",
+        dumps({"type": "track", "userId": "u1"}),
+        400,
+        "invalid_event",
+        "event",
+    ),
+    Case("track-blank-event", "/v1/track", dumps(track(event="  ")), 400, "invalid_event", "event"),
+    Case(
+        "no-user-ids",
+        "/v1/track",
+        dumps({"type": "track", "event": "Order Completed"}),
+        400,
+        "invalid_event",
+        "userId",
+    ),
+    Case(
+        "null-user-ids",
+        "/v1/t",
+        dumps(track(userId=None, anonymousId=None)),
+        400,
+        "invalid_event",
+        "userId",
+    ),
+    Case(
+        "bad-timestamp",
+        "/v1/track",
+        dumps(track(timestamp="yesterday at noon")),
+        400,
+        "invalid_event",
+        "timestamp",
+    ),
+    Case(
+        "numeric-timestamp",
+        "/v1/track",
+        dumps(track(timestamp=1700000000)),
+        400,
+        "invalid_event",
+        "timestamp",
+    ),
+    Case(
+        "bad-batch-sentAt",
+        "/v1/batch",
+        dumps({"batch": [track()], "sentAt": "not a time"}),
+        400,
+        "invalid_event",
+        "sentAt",
+    ),
+    Case(
+        "unknown-type-in-batch",
+        "/v1/batch",
+        dumps({"batch": [{"type": "bogus", "userId": "u1"}]}),
+        400,
+        "invalid_event",
+        "type",
+    ),
     # native /v1/events: every way of giving the key ---------------------------------------
-    Case("native-no-name-basic", "/v1/events", dumps({"user": {"user_id": "u1"}}), 400,
-         "invalid_event", "name", key=SDK_KEY),
-    Case("native-no-name-header", "/v1/events", dumps({"user": {"user_id": "u1"}}), 400,
-         "invalid_event", "name", key=None, headers={"X-TrackLayer-Key": SDK_KEY}),
-    Case("native-no-name-body-key", "/v1/events",
-         dumps({"user": {"user_id": "u1"}, "writeKey": SDK_KEY}), 400, "invalid_event", "name",
-         key=None),
-    Case("native-no-user-basic", "/v1/events", dumps({"name": "purchase"}), 400,
-         "invalid_event", "user.user_id", key=SDK_KEY),
-    Case("native-no-user-header", "/v1/events", dumps({"name": "purchase", "user": {}}), 400,
-         "invalid_event", "user.user_id", key=None, headers={"X-TrackLayer-Key": SDK_KEY}),
-    Case("native-no-user-body-key", "/v1/events",
-         dumps({"name": "purchase", "writeKey": SDK_KEY}), 400, "invalid_event", "user.user_id",
-         key=None),
-    Case("native-batch-no-name", "/v1/events",
-         dumps({"batch": [{"user": {"user_id": "u1"}}]}), 400, "invalid_event", "name",
-         key=SDK_KEY),
-    Case("native-batch-no-user", "/v1/events",
-         dumps({"batch": [{"name": "purchase"}], "writeKey": SDK_KEY}), 400, "invalid_event",
-         "user.user_id", key=None),
-    Case("native-batch-not-list", "/v1/events", dumps({"batch": {"name": "purchase"}}), 400,
-         "invalid_event", "batch", key=SDK_KEY),
-    Case("native-bad-timestamp", "/v1/events", dumps(native(timestamp="tomorrow")), 400,
-         "invalid_event", "timestamp", key=SDK_KEY),
-    Case("native-user-string", "/v1/events", dumps(native(user="u1")), 400, "invalid_event",
-         "user", key=SDK_KEY),
+    Case(
+        "native-no-name-basic",
+        "/v1/events",
+        dumps({"user": {"user_id": "u1"}}),
+        400,
+        "invalid_event",
+        "name",
+        key=SDK_KEY,
+    ),
+    Case(
+        "native-no-name-header",
+        "/v1/events",
+        dumps({"user": {"user_id": "u1"}}),
+        400,
+        "invalid_event",
+        "name",
+        key=None,
+        headers={"X-TrackLayer-Key": SDK_KEY},
+    ),
+    Case(
+        "native-no-name-body-key",
+        "/v1/events",
+        dumps({"user": {"user_id": "u1"}, "writeKey": SDK_KEY}),
+        400,
+        "invalid_event",
+        "name",
+        key=None,
+    ),
+    Case(
+        "native-no-user-basic",
+        "/v1/events",
+        dumps({"name": "purchase"}),
+        400,
+        "invalid_event",
+        "user.user_id",
+        key=SDK_KEY,
+    ),
+    Case(
+        "native-no-user-header",
+        "/v1/events",
+        dumps({"name": "purchase", "user": {}}),
+        400,
+        "invalid_event",
+        "user.user_id",
+        key=None,
+        headers={"X-TrackLayer-Key": SDK_KEY},
+    ),
+    Case(
+        "native-no-user-body-key",
+        "/v1/events",
+        dumps({"name": "purchase", "writeKey": SDK_KEY}),
+        400,
+        "invalid_event",
+        "user.user_id",
+        key=None,
+    ),
+    Case(
+        "native-batch-no-name",
+        "/v1/events",
+        dumps({"batch": [{"user": {"user_id": "u1"}}]}),
+        400,
+        "invalid_event",
+        "name",
+        key=SDK_KEY,
+    ),
+    Case(
+        "native-batch-no-user",
+        "/v1/events",
+        dumps({"batch": [{"name": "purchase"}], "writeKey": SDK_KEY}),
+        400,
+        "invalid_event",
+        "user.user_id",
+        key=None,
+    ),
+    Case(
+        "native-batch-not-list",
+        "/v1/events",
+        dumps({"batch": {"name": "purchase"}}),
+        400,
+        "invalid_event",
+        "batch",
+        key=SDK_KEY,
+    ),
+    Case(
+        "native-bad-timestamp",
+        "/v1/events",
+        dumps(native(timestamp="tomorrow")),
+        400,
+        "invalid_event",
+        "timestamp",
+        key=SDK_KEY,
+    ),
+    Case(
+        "native-user-string",
+        "/v1/events",
+        dumps(native(user="u1")),
+        400,
+        "invalid_event",
+        "user",
+        key=SDK_KEY,
+    ),
     # 401 ---------------------------------------------------------------------------------
     Case("no-key", "/v1/track", dumps(track()), 401, "unauthorized", key=None),
-    Case("no-key-batch", "/v1/batch", dumps({"batch": [track()]}), 401, "unauthorized",
-         key=None),
+    Case("no-key-batch", "/v1/batch", dumps({"batch": [track()]}), 401, "unauthorized", key=None),
     Case("unknown-basic-key", "/v1/track", dumps(track()), 401, "unauthorized", key="nope"),
-    Case("unknown-plain-basic-key", "/v1/track", dumps(track()), 401, "unauthorized", key=None,
-         headers=basic("nope")),
-    Case("unknown-body-writeKey", "/v1/track", dumps(track(writeKey="nope")), 401,
-         "unauthorized", key=None),
-    Case("unknown-batch-writeKey", "/v1/batch", dumps({"batch": [track()], "writeKey": "nope"}),
-         401, "unauthorized", key=None),
-    Case("malformed-basic", "/v1/track", dumps(track()), 401, "unauthorized", key=None,
-         headers={"Authorization": "Basic %%%not-base64%%%"}),
+    Case(
+        "unknown-plain-basic-key",
+        "/v1/track",
+        dumps(track()),
+        401,
+        "unauthorized",
+        key=None,
+        headers=basic("nope"),
+    ),
+    Case(
+        "unknown-body-writeKey",
+        "/v1/track",
+        dumps(track(writeKey="nope")),
+        401,
+        "unauthorized",
+        key=None,
+    ),
+    Case(
+        "unknown-batch-writeKey",
+        "/v1/batch",
+        dumps({"batch": [track()], "writeKey": "nope"}),
+        401,
+        "unauthorized",
+        key=None,
+    ),
+    Case(
+        "malformed-basic",
+        "/v1/track",
+        dumps(track()),
+        401,
+        "unauthorized",
+        key=None,
+        headers={"Authorization": "Basic %%%not-base64%%%"},
+    ),
     Case("native-no-key", "/v1/events", dumps(native()), 401, "unauthorized", key=None),
-    Case("native-unknown-header-key", "/v1/events", dumps(native()), 401, "unauthorized",
-         key=None, headers={"X-TrackLayer-Key": "nope"}),
-    Case("native-unknown-body-key", "/v1/events", dumps(native(writeKey="nope")), 401,
-         "unauthorized", key=None),
-    Case("native-malformed-basic", "/v1/events", dumps(native()), 401, "unauthorized", key=None,
-         headers={"Authorization": "Basic ***"}),
+    Case(
+        "native-unknown-header-key",
+        "/v1/events",
+        dumps(native()),
+        401,
+        "unauthorized",
+        key=None,
+        headers={"X-TrackLayer-Key": "nope"},
+    ),
+    Case(
+        "native-unknown-body-key",
+        "/v1/events",
+        dumps(native(writeKey="nope")),
+        401,
+        "unauthorized",
+        key=None,
+    ),
+    Case(
+        "native-malformed-basic",
+        "/v1/events",
+        dumps(native()),
+        401,
+        "unauthorized",
+        key=None,
+        headers={"Authorization": "Basic ***"},
+    ),
     # 413 and encodings -------------------------------------------------------------------
     Case("too-large", "/v1/track", dumps(padded_track(LIMIT)), 413, "too_large"),
-    Case("too-large-batch", "/v1/batch", dumps({"batch": [padded_track(LIMIT)]}), 413,
-         "too_large"),
-    Case("too-large-native", "/v1/events", dumps(native(properties={"pad": "0" * LIMIT})), 413,
-         "too_large", key=SDK_KEY),
-    Case("gzip-bomb", "/v1/track", BOMB, 413, "too_large",
-         headers={"Content-Encoding": "gzip"}),
-    Case("gzip-bomb-native", "/v1/events", BOMB, 413, "too_large", key=SDK_KEY,
-         headers={"Content-Encoding": "gzip"}),
-    Case("corrupt-gzip", "/v1/track", b"\x1f\x8b\x08\x00garbage-not-deflate" * 4, 400,
-         "invalid_json", headers={"Content-Encoding": "gzip"}),
-    Case("truncated-gzip", "/v1/track", VALID_GZIP[: len(VALID_GZIP) // 2], 400,
-         "invalid_json", headers={"Content-Encoding": "gzip"}),
-    Case("gzip-header-plain-body", "/v1/track", dumps(track()), 400, "invalid_json",
-         headers={"Content-Encoding": "gzip"}),
+    Case("too-large-batch", "/v1/batch", dumps({"batch": [padded_track(LIMIT)]}), 413, "too_large"),
+    Case(
+        "too-large-native",
+        "/v1/events",
+        dumps(native(properties={"pad": "0" * LIMIT})),
+        413,
+        "too_large",
+        key=SDK_KEY,
+    ),
+    Case("gzip-bomb", "/v1/track", BOMB, 413, "too_large", headers={"Content-Encoding": "gzip"}),
+    Case(
+        "gzip-bomb-native",
+        "/v1/events",
+        BOMB,
+        413,
+        "too_large",
+        key=SDK_KEY,
+        headers={"Content-Encoding": "gzip"},
+    ),
+    Case(
+        "corrupt-gzip",
+        "/v1/track",
+        b"\x1f\x8b\x08\x00garbage-not-deflate" * 4,
+        400,
+        "invalid_json",
+        headers={"Content-Encoding": "gzip"},
+    ),
+    Case(
+        "truncated-gzip",
+        "/v1/track",
+        VALID_GZIP[: len(VALID_GZIP) // 2],
+        400,
+        "invalid_json",
+        headers={"Content-Encoding": "gzip"},
+    ),
+    Case(
+        "gzip-header-plain-body",
+        "/v1/track",
+        dumps(track()),
+        400,
+        "invalid_json",
+        headers={"Content-Encoding": "gzip"},
+    ),
     # routing -----------------------------------------------------------------------------
     Case("unknown-route", "/v1/nope", dumps(track()), 404, "not_found"),
     Case("unknown-get-route", "/nope", b"", 404, "not_found", method="GET"),
@@ -276,12 +489,12 @@ async def test_basic_key_with_and_without_colon_accepted(running, hook):
     """Segment's clients send ``key:`` and plain ``key``; both authenticate."""
     for index, user_part in enumerate([WRITE_KEY + ":", WRITE_KEY]):
         raw = dumps(track(messageId=f"basic-{index}"))
-        status, body, _ = await request(
-            "POST", running.url + "/v1/track", raw, basic(user_part)
-        )
+        status, body, _ = await request("POST", running.url + "/v1/track", raw, basic(user_part))
         assert (status, body) == (200, {"success": True}), user_part
     status, body, _ = await request(
-        "POST", running.url + "/v1/events", dumps(native(message_id="native-plain")),
+        "POST",
+        running.url + "/v1/events",
+        dumps(native(message_id="native-plain")),
         basic(SDK_KEY),
     )
     assert (status, body) == (200, {"success": True})
@@ -299,8 +512,9 @@ async def test_every_native_key_form_accepted(running, hook):
         raw = dumps(native(message_id=f"n-{index}", **extra))
         status, body, _ = await request("POST", running.url + "/v1/events", raw, headers)
         assert (status, body) == (200, {"success": True}), headers
-    raw = dumps({"batch": [native(message_id="nb-0"), native(message_id="nb-1")],
-                 "writeKey": SDK_KEY})
+    raw = dumps(
+        {"batch": [native(message_id="nb-0"), native(message_id="nb-1")], "writeKey": SDK_KEY}
+    )
     status, body, _ = await request("POST", running.url + "/v1/events", raw)
     assert (status, body) == (200, {"success": True})
     events = await hook.wait_for(5)
@@ -362,9 +576,12 @@ async def test_chunked_body_over_the_limit_refused(running, hook):
             yield b"0" * 4096
         yield b'"}}'
 
-    async with aiohttp.ClientSession() as session, session.post(
-        running.url + "/v1/track", data=chunks(), headers=basic(WRITE_KEY + ":")
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            running.url + "/v1/track", data=chunks(), headers=basic(WRITE_KEY + ":")
+        ) as response,
+    ):
         assert response.status == 413
         assert (await response.json())["code"] == "too_large"
     status, _, _ = await request("GET", running.url + "/healthz")
@@ -465,8 +682,10 @@ async def test_empty_batch_is_success(running, hook):
 
 
 async def test_rate_limited_source_answers_429_with_retry_after(running, hook):
-    answers = [await running.post("/v1/track", track(messageId=f"rl-{i}"), key=LIMITED_KEY)
-               for i in range(6)]
+    answers = [
+        await running.post("/v1/track", track(messageId=f"rl-{i}"), key=LIMITED_KEY)
+        for i in range(6)
+    ]
     statuses = [status for status, _, _ in answers]
     assert statuses[:2] == [200, 200], statuses  # the burst
     limited = [(body, headers) for status, body, headers in answers if status == 429]
@@ -478,9 +697,7 @@ async def test_rate_limited_source_answers_429_with_retry_after(running, hook):
         retry_after = headers.get("Retry-After", "")
         assert retry_after.isdigit() and int(retry_after) >= 1, headers
     # the limit also applies with the key in the body
-    status, body, headers = await running.post(
-        "/v1/track", track(writeKey=LIMITED_KEY), key=None
-    )
+    status, body, headers = await running.post("/v1/track", track(writeKey=LIMITED_KEY), key=None)
     assert status == 429 and body["code"] == "rate_limited"
     assert headers["Retry-After"].isdigit()
 
@@ -524,9 +741,7 @@ async def fill_until_unavailable(running, prefix: str) -> tuple[list[str], list[
     answer: dict = {}
     for i in range(400):
         message_id = f"{prefix}-{i}"
-        status, body, headers = await running.post(
-            "/v1/track", padded_track(3000, message_id)
-        )
+        status, body, headers = await running.post("/v1/track", padded_track(3000, message_id))
         if status == 200:
             ok.append(message_id)
             continue

@@ -24,8 +24,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "tracklayer.yaml.example"
 RAW_EMAIL = "Grace.Hopper+cli@Example.org"
 
 
-def tracklayer(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 30) -> subprocess.CompletedProcess:
+def tracklayer(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tracklayer", *args],
         capture_output=True,
@@ -90,12 +91,19 @@ def test_check_shows_source_limits(tmp_path):
 
 BROKEN = [
     ("unknown-nested-key", "sources: []\nserver:\n  lisen: 127.0.0.1:1\n", "server.lisen"),
-    ("missing-url", "sources: []\ndestinations:\n  - {id: h, type: webhook}\n",
-     "destinations[0].url"),
+    (
+        "missing-url",
+        "sources: []\ndestinations:\n  - {id: h, type: webhook}\n",
+        "destinations[0].url",
+    ),
     ("bad-duration", "sources: []\nstorage:\n  retention: 3 weeks\n", "storage.retention"),
     ("unset-variable", "sources: []\nadmin:\n  token: ${TL_CLI_UNSET_TOKEN}\n", "admin.token"),
-    ("bad-rps", "sources: []\ndestinations:\n  - id: h\n    type: webhook\n    url: http://x/y\n"
-     "    rate_limit:\n      rps: fast\n", "destinations[0].rate_limit.rps"),
+    (
+        "bad-rps",
+        "sources: []\ndestinations:\n  - id: h\n    type: webhook\n    url: http://x/y\n"
+        "    rate_limit:\n      rps: fast\n",
+        "destinations[0].rate_limit.rps",
+    ),
 ]
 
 
@@ -113,8 +121,10 @@ def test_check_broken_config_exits_1_naming_the_key(tmp_path, text, key):
 
 @pytest.mark.parametrize(
     ("content", "what"),
-    [(b"sources:\n  - id: s\n\ttype: segment\n", "line 3"),
-     (b"sources: []\nadmin:\n  token: caf\xe9\xff\n", "")],
+    [
+        (b"sources:\n  - id: s\n\ttype: segment\n", "line 3"),
+        (b"sources: []\nadmin:\n  token: caf\xe9\xff\n", ""),
+    ],
     ids=["invalid-yaml", "not-utf8"],
 )
 def test_check_unparsable_file_exits_1_with_one_line(tmp_path, content, what):
@@ -148,8 +158,9 @@ def test_tracklayer_config_env_is_the_default(tmp_path):
     assert result.stderr.strip() == f"{broken}: bogus: unknown key"
 
     # --config wins over the variable
-    result = tracklayer("check", "--config", str(EXAMPLE),
-                        env=clean_env(TRACKLAYER_CONFIG=str(broken)))
+    result = tracklayer(
+        "check", "--config", str(EXAMPLE), env=clean_env(TRACKLAYER_CONFIG=str(broken))
+    )
     assert result.returncode == 0, result.stderr
 
     # neither: a usage error, not a crash
@@ -182,12 +193,16 @@ async def test_run_example_serves_and_stops_on_sigterm(tmp_path):
     port = free_port()
     data = tmp_path / "data"
     stderr_path, stdout_path = tmp_path / "stderr.log", tmp_path / "stdout.log"
-    env = clean_env(TRACKLAYER_LISTEN=f"127.0.0.1:{port}", TRACKLAYER_DATA=str(data),
-                    PYTHONUNBUFFERED="1")
+    env = clean_env(
+        TRACKLAYER_LISTEN=f"127.0.0.1:{port}", TRACKLAYER_DATA=str(data), PYTHONUNBUFFERED="1"
+    )
     with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tracklayer", "run", "--config", str(EXAMPLE)],
-            stdout=out, stderr=err, env=env, cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=tmp_path,
         )
     try:
         started = await asyncio.to_thread(wait_for_line, stderr_path, "started", process)
@@ -258,7 +273,11 @@ def test_run_on_a_taken_port_exits_1(tmp_path):
         env = clean_env(TRACKLAYER_LISTEN=f"127.0.0.1:{port}", TRACKLAYER_DATA=str(tmp_path))
         process = subprocess.Popen(
             [sys.executable, "-m", "tracklayer", "run", "--config", str(EXAMPLE)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
         )
         try:
             _, stderr = process.communicate(timeout=5)
@@ -284,9 +303,7 @@ def test_run_broken_config_exits_1(tmp_path):
 # SIGHUP ------------------------------------------------------------------------------------
 
 
-async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(
-    tmp_path, daemons
-):
+async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(tmp_path, daemons):
     first = await FakeWebhook(secret="s3cret").start()
     second = await FakeWebhook(secret="other-secret").start()
     try:
@@ -309,8 +326,7 @@ async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(
                 webhook(second.url, secret="other-secret", id="second"),
             ],
         )
-        reloaded["sources"].append({"id": "added", "type": "segment",
-                                    "write_keys": ["added_key"]})
+        reloaded["sources"].append({"id": "added", "type": "segment", "write_keys": ["added_key"]})
         offset = daemon.log_size()
         daemon.write_config(reloaded)
         daemon.signal(signal.SIGHUP)
@@ -326,7 +342,10 @@ async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(
         await first.wait_for(3)
         await second.wait_for(2)
         assert sorted(e["message_id"] for e in first.accepted_events) == [
-            "added-src", "after", "before"]
+            "added-src",
+            "after",
+            "before",
+        ]
         assert sorted(e["message_id"] for e in second.accepted_events) == ["added-src", "after"]
 
         # an invalid config: SIGHUP keeps the running one and says which key is wrong
@@ -351,10 +370,15 @@ async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(
         await first.wait_for(5)
         await second.wait_for(4)
         assert sorted(e["message_id"] for e in second.accepted_events) == [
-            "added-src", "after", "still", "still-added"]
-        async with aiohttp.ClientSession() as session, session.get(
-            daemon.url + "/readyz"
-        ) as response:
+            "added-src",
+            "after",
+            "still",
+            "still-added",
+        ]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(daemon.url + "/readyz") as response,
+        ):
             assert response.status == 200
 
         # a reload that removes a destination stops deliveries to it
@@ -382,8 +406,9 @@ async def test_sighup_reload_adds_destination_and_keeps_running_config_on_error(
 
 def test_replay_unknown_destination_exits_1(tmp_path):
     env = clean_env(TRACKLAYER_DATA=str(tmp_path / "data"))
-    result = tracklayer("replay", "--config", str(EXAMPLE), "--destination", "nope",
-                        env=env, cwd=tmp_path)
+    result = tracklayer(
+        "replay", "--config", str(EXAMPLE), "--destination", "nope", env=env, cwd=tmp_path
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "nope" in message, message

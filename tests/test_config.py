@@ -49,78 +49,173 @@ def assert_error(error: ConfigError, path: str, *words: str, file: str = "f.yaml
 ERRORS = [
     ("unknown-top-level", minimal(bogus=1), "bogus", ["unknown"]),
     ("unknown-nested", minimal(server={"lisen": "127.0.0.1:1"}), "server.lisen", ["unknown"]),
-    ("unknown-deep", minimal(server={"tls": {"cert_file": "a", "key_file": "b", "x": 1}}),
-     "server.tls.x", ["unknown"]),
-    ("unknown-in-destination", minimal(destinations=[{"id": "h", "type": "webhook",
-                                                      "urll": "http://x"}]),
-     "destinations[0].urll", ["unknown"]),
-    ("unknown-in-second-destination", minimal(destinations=[hook(), hook(id="b", sekret="x")]),
-     "destinations[1].sekret", ["unknown"]),
-    ("unknown-in-source", minimal(sources=[{"id": "s", "type": "sdk", "writekeys": ["k"]}]),
-     "sources[0].writekeys", ["unknown"]),
-    ("unknown-in-rate-limit", minimal(destinations=[hook(rate_limit={"rps": 1, "brust": 2})]),
-     "destinations[0].rate_limit.brust", ["unknown"]),
-    ("wrong-type-rps", minimal(destinations=[hook(rate_limit={"rps": "x"})]),
-     "destinations[0].rate_limit.rps", ["float"]),
-    ("wrong-type-max-body", minimal(server={"max_body_bytes": "lots"}),
-     "server.max_body_bytes", ["int"]),
+    (
+        "unknown-deep",
+        minimal(server={"tls": {"cert_file": "a", "key_file": "b", "x": 1}}),
+        "server.tls.x",
+        ["unknown"],
+    ),
+    (
+        "unknown-in-destination",
+        minimal(destinations=[{"id": "h", "type": "webhook", "urll": "http://x"}]),
+        "destinations[0].urll",
+        ["unknown"],
+    ),
+    (
+        "unknown-in-second-destination",
+        minimal(destinations=[hook(), hook(id="b", sekret="x")]),
+        "destinations[1].sekret",
+        ["unknown"],
+    ),
+    (
+        "unknown-in-source",
+        minimal(sources=[{"id": "s", "type": "sdk", "writekeys": ["k"]}]),
+        "sources[0].writekeys",
+        ["unknown"],
+    ),
+    (
+        "unknown-in-rate-limit",
+        minimal(destinations=[hook(rate_limit={"rps": 1, "brust": 2})]),
+        "destinations[0].rate_limit.brust",
+        ["unknown"],
+    ),
+    (
+        "wrong-type-rps",
+        minimal(destinations=[hook(rate_limit={"rps": "x"})]),
+        "destinations[0].rate_limit.rps",
+        ["float"],
+    ),
+    (
+        "wrong-type-max-body",
+        minimal(server={"max_body_bytes": "lots"}),
+        "server.max_body_bytes",
+        ["int"],
+    ),
     ("wrong-type-sources", minimal(sources="segment"), "sources", ["array"]),
-    ("wrong-type-write-keys", minimal(sources=[{"id": "s", "type": "sdk", "write_keys": "k"}]),
-     "sources[0].write_keys", ["array"]),
-    ("missing-url", minimal(destinations=[{"id": "h", "type": "webhook"}]),
-     "destinations[0].url", ["required"]),
-    ("missing-id", minimal(destinations=[{"type": "webhook", "url": "http://x/y"}]),
-     "destinations[0].id", ["required"]),
+    (
+        "wrong-type-write-keys",
+        minimal(sources=[{"id": "s", "type": "sdk", "write_keys": "k"}]),
+        "sources[0].write_keys",
+        ["array"],
+    ),
+    (
+        "missing-url",
+        minimal(destinations=[{"id": "h", "type": "webhook"}]),
+        "destinations[0].url",
+        ["required"],
+    ),
+    (
+        "missing-id",
+        minimal(destinations=[{"type": "webhook", "url": "http://x/y"}]),
+        "destinations[0].id",
+        ["required"],
+    ),
     ("missing-source-type", minimal(sources=[{"id": "s"}]), "sources[0].type", ["required"]),
-    ("missing-destination-type", minimal(destinations=[{"id": "h", "url": "http://x/y"}]),
-     "destinations[0].type", ["required"]),
-    ("bad-retention", minimal(storage={"retention": "3 weeks"}), "storage.retention",
-     ["3 weeks", "7d"]),
-    ("bad-batch-wait", minimal(destinations=[hook(batch={"max_wait": "soon"})]),
-     "destinations[0].batch.max_wait", ["soon"]),
+    (
+        "missing-destination-type",
+        minimal(destinations=[{"id": "h", "url": "http://x/y"}]),
+        "destinations[0].type",
+        ["required"],
+    ),
+    (
+        "bad-retention",
+        minimal(storage={"retention": "3 weeks"}),
+        "storage.retention",
+        ["3 weeks", "7d"],
+    ),
+    (
+        "bad-batch-wait",
+        minimal(destinations=[hook(batch={"max_wait": "soon"})]),
+        "destinations[0].batch.max_wait",
+        ["soon"],
+    ),
     ("bad-dedup-window", minimal(dedup={"window": "2 days"}), "dedup.window", ["2 days"]),
     ("negative-duration", minimal(storage={"retention": -5}), "storage.retention", ["negative"]),
-    ("unknown-destination-type", minimal(destinations=[hook(type="myspace")]),
-     "destinations[0].type", ["myspace", "webhook"]),
-    ("unknown-source-type", minimal(sources=[{"id": "s", "type": "segmnt"}]), "sources[0].type",
-     ["segmnt"]),
+    (
+        "unknown-destination-type",
+        minimal(destinations=[hook(type="myspace")]),
+        "destinations[0].type",
+        ["myspace", "webhook"],
+    ),
+    (
+        "unknown-source-type",
+        minimal(sources=[{"id": "s", "type": "segmnt"}]),
+        "sources[0].type",
+        ["segmnt"],
+    ),
     ("bad-durability", minimal(storage={"durability": "disk"}), "storage.durability", ["disk"]),
-    ("bad-mode", minimal(destinations=[hook(mode="dry-run")]), "destinations[0].mode",
-     ["dry-run"]),
+    ("bad-mode", minimal(destinations=[hook(mode="dry-run")]), "destinations[0].mode", ["dry-run"]),
     ("bad-pii", minimal(identity={"pii": "plain"}), "identity.pii", ["plain"]),
-    ("bad-url", minimal(destinations=[hook(url="ftp://x/y")]), "destinations[0].url",
-     ["http"]),
-    ("zero-rps", minimal(destinations=[hook(rate_limit={"rps": 0})]),
-     "destinations[0].rate_limit.rps", ["greater than 0"]),
-    ("source-zero-rps", minimal(sources=[{"id": "s", "type": "segment",
-                                          "rate_limit": {"rps": 0}}]),
-     "sources[0].rate_limit.rps", ["greater than 0"]),
-    ("small-max-body", minimal(server={"max_body_bytes": 10}), "server.max_body_bytes",
-     ["1024"]),
+    ("bad-url", minimal(destinations=[hook(url="ftp://x/y")]), "destinations[0].url", ["http"]),
+    (
+        "zero-rps",
+        minimal(destinations=[hook(rate_limit={"rps": 0})]),
+        "destinations[0].rate_limit.rps",
+        ["greater than 0"],
+    ),
+    (
+        "source-zero-rps",
+        minimal(sources=[{"id": "s", "type": "segment", "rate_limit": {"rps": 0}}]),
+        "sources[0].rate_limit.rps",
+        ["greater than 0"],
+    ),
+    ("small-max-body", minimal(server={"max_body_bytes": 10}), "server.max_body_bytes", ["1024"]),
     ("bad-listen", minimal(server={"listen": "everywhere"}), "server.listen", ["host:port"]),
-    ("bad-listen-port", minimal(server={"listen": "127.0.0.1:99999"}), "server.listen",
-     ["host:port"]),
+    (
+        "bad-listen-port",
+        minimal(server={"listen": "127.0.0.1:99999"}),
+        "server.listen",
+        ["host:port"],
+    ),
     ("bad-admin-listen", minimal(admin={"listen": "9464x"}), "admin.listen", ["host:port"]),
-    ("bad-trusted-proxy", minimal(server={"trusted_proxies": ["10.0.0.0/33"]}),
-     "server.trusted_proxies", ["10.0.0.0/33"]),
-    ("bad-false-positive-rate", minimal(dedup={"false_positive_rate": 2}),
-     "dedup.false_positive_rate", ["between"]),
-    ("zero-max-attempts", minimal(destinations=[hook(retry={"max_attempts": 0})]),
-     "destinations[0].retry.max_attempts", ["at least 1"]),
-    ("duplicate-source-id", minimal(sources=[*SOURCES, {"id": "segment", "type": "sdk"}]),
-     "sources[1].id", ["duplicate", "segment"]),
-    ("duplicate-destination-id", minimal(destinations=[hook(), hook(url="http://x/2")]),
-     "destinations[1].id", ["duplicate", "hooks"]),
-    ("write-key-twice", minimal(sources=[*SOURCES, {"id": "web", "type": "sdk",
-                                                    "write_keys": ["k1"]}]),
-     "sources[1].write_keys", ["segment"]),
-    ("empty-write-key", minimal(sources=[{"id": "s", "type": "sdk", "write_keys": [""]}]),
-     "sources[0].write_keys", ["empty"]),
+    (
+        "bad-trusted-proxy",
+        minimal(server={"trusted_proxies": ["10.0.0.0/33"]}),
+        "server.trusted_proxies",
+        ["10.0.0.0/33"],
+    ),
+    (
+        "bad-false-positive-rate",
+        minimal(dedup={"false_positive_rate": 2}),
+        "dedup.false_positive_rate",
+        ["between"],
+    ),
+    (
+        "zero-max-attempts",
+        minimal(destinations=[hook(retry={"max_attempts": 0})]),
+        "destinations[0].retry.max_attempts",
+        ["at least 1"],
+    ),
+    (
+        "duplicate-source-id",
+        minimal(sources=[*SOURCES, {"id": "segment", "type": "sdk"}]),
+        "sources[1].id",
+        ["duplicate", "segment"],
+    ),
+    (
+        "duplicate-destination-id",
+        minimal(destinations=[hook(), hook(url="http://x/2")]),
+        "destinations[1].id",
+        ["duplicate", "hooks"],
+    ),
+    (
+        "write-key-twice",
+        minimal(sources=[*SOURCES, {"id": "web", "type": "sdk", "write_keys": ["k1"]}]),
+        "sources[1].write_keys",
+        ["segment"],
+    ),
+    (
+        "empty-write-key",
+        minimal(sources=[{"id": "s", "type": "sdk", "write_keys": [""]}]),
+        "sources[0].write_keys",
+        ["empty"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "path", "words"), [e[1:] for e in ERRORS],
-                         ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize(
+    ("data", "path", "words"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
 def test_error_names_the_key(data, path, words):
     assert_error(error_of(data), path, *words)
 
@@ -147,8 +242,9 @@ def test_unset_variable_without_default_names_the_key():
 
 
 def test_unset_variable_set_to_empty_counts_as_set():
-    config = parse(minimal(destinations=[hook(secret="${HOOK_SECRET}")]), "f.yaml",
-                   env={"HOOK_SECRET": ""})
+    config = parse(
+        minimal(destinations=[hook(secret="${HOOK_SECRET}")]), "f.yaml", env={"HOOK_SECRET": ""}
+    )
     assert config.destinations[0].secret == ""
 
 
@@ -160,8 +256,9 @@ def test_interpolation_whole_value_default_and_inside_a_longer_string():
         server={"listen": "${HOST:-127.0.0.1}:${PORT:-8080}"},
         admin={"token": "${TOKEN}"},
         storage={"path": "/var/lib/${APP:-tracklayer}/data"},
-        destinations=[hook(url="https://${HOOK_HOST}/in?x=${MISSING:-}",
-                           secret="pre-${A}-${B:-dflt}-post")],
+        destinations=[
+            hook(url="https://${HOOK_HOST}/in?x=${MISSING:-}", secret="pre-${A}-${B:-dflt}-post")
+        ],
     )
     env = {"TOKEN": "t0ken", "HOOK_HOST": "hooks.example.com", "A": "aa", "PORT": "9999"}
     config = parse(data, "f.yaml", env=env)
@@ -182,8 +279,12 @@ def test_environment_wins_over_default():
 def test_numbers_from_the_environment():
     data = minimal(
         server={"max_body_bytes": "${MAX_BODY:-2048}"},
-        destinations=[hook(rate_limit={"rps": "${RPS:-5}", "burst": "${BURST:-10}"},
-                           retry={"max_attempts": "${ATTEMPTS}"})],
+        destinations=[
+            hook(
+                rate_limit={"rps": "${RPS:-5}", "burst": "${BURST:-10}"},
+                retry={"max_attempts": "${ATTEMPTS}"},
+            )
+        ],
     )
     config = parse(data, "f.yaml", env={"ATTEMPTS": "3"})
     limit = config.destinations[0].rate_limit
@@ -230,8 +331,17 @@ def test_interpolation_in_a_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("48h", 172800), ("7d", 604800), (90, 90),
-     (1.5, 1.5), ("2", 2), ("0", 0)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("48h", 172800),
+        ("7d", 604800),
+        (90, 90),
+        (1.5, 1.5),
+        ("2", 2),
+        ("0", 0),
+    ],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
@@ -247,10 +357,13 @@ def test_bad_durations(text):
 def test_durations_everywhere_they_are_used():
     data = minimal(
         dedup={"window": "30m"},
-        destinations=[hook(batch={"max_events": 10, "max_wait": "250ms"},
-                           retry={"max_age": "2h", "initial_backoff": "100ms",
-                                  "max_backoff": "1m"},
-                           timeout="5s")],
+        destinations=[
+            hook(
+                batch={"max_events": 10, "max_wait": "250ms"},
+                retry={"max_age": "2h", "initial_backoff": "100ms", "max_backoff": "1m"},
+                timeout="5s",
+            )
+        ],
     )
     config = parse(data, "f.yaml", env={})
     destination = config.destinations[0]
@@ -300,32 +413,50 @@ def test_destination_defaults():
 def test_full_contract_example_parses():
     """The config block of CONTRACT.md, with only the platform destinations left out."""
     data = {
-        "server": {"listen": "127.0.0.1:8080", "max_body_bytes": 512000,
-                   "cors_origins": ["https://shop.example.com"],
-                   "trusted_proxies": ["127.0.0.1/32"],
-                   "tls": {"cert_file": "/etc/tl/cert.pem", "key_file": "/etc/tl/key.pem"}},
+        "server": {
+            "listen": "127.0.0.1:8080",
+            "max_body_bytes": 512000,
+            "cors_origins": ["https://shop.example.com"],
+            "trusted_proxies": ["127.0.0.1/32"],
+            "tls": {"cert_file": "/etc/tl/cert.pem", "key_file": "/etc/tl/key.pem"},
+        },
         "admin": {"token": "${TRACKLAYER_ADMIN_TOKEN}", "listen": "127.0.0.1:9464"},
         "storage": {"path": "./data", "durability": "power", "retention": "7d"},
         "dedup": {"window": "48h", "expected_keys": 10000000, "false_positive_rate": 0.001},
         "sources": [
-            {"id": "segment", "type": "segment", "write_keys": ["${SEGMENT_WRITE_KEY}"],
-             "shared_secret": "${SEGMENT_SHARED_SECRET:-}",
-             "allow_events": ["Order Completed", "Checkout Started", "Signed Up"],
-             "rate_limit": {"rps": 2000, "burst": 4000}},
+            {
+                "id": "segment",
+                "type": "segment",
+                "write_keys": ["${SEGMENT_WRITE_KEY}"],
+                "shared_secret": "${SEGMENT_SHARED_SECRET:-}",
+                "allow_events": ["Order Completed", "Checkout Started", "Signed Up"],
+                "rate_limit": {"rps": 2000, "burst": 4000},
+            },
             {"id": "web", "type": "sdk", "write_keys": ["pk_web_1"]},
         ],
         "events": {"aliases": {"Purchase Completed": "purchase"}},
         "identity": {"default_country": "US", "pii": "hashed"},
-        "consent": {"purposes": {"ads": ["Advertising", "C0004"], "analytics": ["C0002"]},
-                    "default": "grant", "regions": {"EEA": "deny", "GB": "deny"},
-                    "country_header": "CF-IPCountry", "ldu_regions": ["US-CA"]},
+        "consent": {
+            "purposes": {"ads": ["Advertising", "C0004"], "analytics": ["C0002"]},
+            "default": "grant",
+            "regions": {"EEA": "deny", "GB": "deny"},
+            "country_header": "CF-IPCountry",
+            "ldu_regions": ["US-CA"],
+        },
         "alerts": {"webhook": "https://hooks.slack.com/x"},
         "destinations": [
-            {"id": "hooks", "type": "webhook", "mode": "live", "url": "http://127.0.0.1:9000/in",
-             "secret": "${HOOK_SECRET}", "events": ["purchase", "lead"], "requires_consent": [],
-             "rate_limit": {"rps": 20, "burst": 40}, "batch": {"max_events": 100,
-                                                              "max_wait": "1s"},
-             "retry": {"max_attempts": 10, "max_age": "24h"}},
+            {
+                "id": "hooks",
+                "type": "webhook",
+                "mode": "live",
+                "url": "http://127.0.0.1:9000/in",
+                "secret": "${HOOK_SECRET}",
+                "events": ["purchase", "lead"],
+                "requires_consent": [],
+                "rate_limit": {"rps": 20, "burst": 40},
+                "batch": {"max_events": 100, "max_wait": "1s"},
+                "retry": {"max_attempts": 10, "max_age": "24h"},
+            },
         ],
     }
     env = {"TRACKLAYER_ADMIN_TOKEN": "t", "SEGMENT_WRITE_KEY": "wk", "HOOK_SECRET": "h"}

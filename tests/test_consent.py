@@ -195,9 +195,7 @@ def test_google_consent_mode_signals():
 
 
 def test_limited_data_use_regions():
-    _, ldu, region = resolve(
-        {"location": {"country": "United States", "region": "California"}}
-    )
+    _, ldu, region = resolve({"location": {"country": "United States", "region": "California"}})
     assert (ldu, region) == (True, "US-CA")
     assert resolve({"location": {"country": "US", "region": "NY"}})[1] is False
     assert rules.region_rule({"US-CA": "deny", "US": "grant"}, "US", "US-CA") == "deny"

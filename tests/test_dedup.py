@@ -8,7 +8,7 @@ import aiosqlite
 
 from tests.harness import SDK_KEY, base_config, start_app, track, webhook
 from tracklayer.store.bloom import TimeSlicedBloom, digest
-from tracklayer.store.database import open_database
+from tracklayer.store.database import in_thread, open_database
 from tracklayer.store.dedup import DedupRegistry, as_blob
 
 
@@ -125,11 +125,12 @@ async def test_a_bloom_false_positive_never_drops_an_event(tmp_path):
         await connection.execute(
             "INSERT INTO dedup (key, seen_at) VALUES (?, ?)", (as_blob(seen_key), now)
         )
-        found = await registry.seen(connection, [seen_key, new_key], now)
+        found = await in_thread(connection, lambda c: registry.seen(c, [seen_key, new_key], now))
         assert found == {seen_key}
         assert registry.false_positives == 1
         # a key seen before the window is not a duplicate any more
-        assert await registry.seen(connection, [seen_key], now + 7200) == set()
+        later = await in_thread(connection, lambda c: registry.seen(c, [seen_key], now + 7200))
+        assert later == set()
     finally:
         await connection.close()
 
@@ -149,5 +150,21 @@ async def test_concurrent_duplicates_are_caught(tmp_path, hook):
             db.execute("SELECT COUNT(*) FROM events") as cursor,
         ):
             assert (await cursor.fetchone())[0] == 1
+    finally:
+        await app.stop()
+
+
+async def test_partial_refunds_stay_apart_and_each_is_delivered_once(tmp_path, hook):
+    app = await start_app(base_config(tmp_path, destinations=[webhook(hook.url)]))
+    try:
+        for message_id, refund_id in (("r1", "rf-1"), ("r2", "rf-2"), ("r1-again", "rf-1")):
+            properties = {"order_id": "o-9", "refund_id": refund_id, "revenue": 5}
+            await app.post(
+                "/v1/track", track("Order Refunded", messageId=message_id, properties=properties)
+            )
+        events = await hook.wait_for(2)
+        await asyncio.sleep(0.3)
+        assert len(hook.accepted_events) == 2
+        assert sorted(e["event_id"] for e in events) == ["refund:o-9:rf-1", "refund:o-9:rf-2"]
     finally:
         await app.stop()

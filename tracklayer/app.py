@@ -25,18 +25,25 @@ from tracklayer import destinations
 from tracklayer.config import Config, ConfigError, split_listen
 from tracklayer.delivery.worker import Worker
 from tracklayer.diagnostics import report as report_module
+from tracklayer.diagnostics.alerts import AlertSender
+from tracklayer.diagnostics.anomaly import EVALUATE_SECONDS, AnomalyMonitor
+from tracklayer.diagnostics.live import LiveTail, debugger_page
 from tracklayer.duration import parse_duration
 from tracklayer.ingest import Ingest
 from tracklayer.metrics import Metrics
 from tracklayer.pipeline.canonical import Canonicaliser
 from tracklayer.pipeline.click_ids import DEFAULT_WINDOWS
 from tracklayer.pipeline.routing import Routes
+from tracklayer.sources.browser import BrowserSource
 from tracklayer.sources.http import error as error_response
 from tracklayer.sources.intake import Intake
 from tracklayer.sources.native import NativeSource
 from tracklayer.sources.segment import SegmentSource
+from tracklayer.sources.segment_webhook import SegmentWebhookSource
+from tracklayer.sources.shopify import ShopifySource
 from tracklayer.store import outbox, retention
-from tracklayer.store.database import connect, open_database
+from tracklayer.store import stats as stats_store
+from tracklayer.store.database import connect, in_thread, open_database
 from tracklayer.store.dedup import DedupRegistry
 from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal
@@ -82,6 +89,8 @@ class TrackLayer:
         self._stopping = False
         self._ready = False
         self._reload_lock = asyncio.Lock()
+        self.live = LiveTail()  # ingest and delivery publish; /v1/admin/live streams
+        self.anomalies = AnomalyMonitor(self._stats_series, self.metrics)
 
     # start ------------------------------------------------------------------------------
 
@@ -90,7 +99,8 @@ class TrackLayer:
         storage = config.storage
         self.writer = await open_database(storage.path, storage.durability)
         self.reader = await connect(storage.path, storage.durability)
-        recovered = await outbox.recover_claims(self.writer)
+        self.monitor_reader = await connect(storage.path, storage.durability)
+        recovered = await in_thread(self.writer, outbox.recover_claims)
         if recovered:
             log.info(
                 "recovered claimed rows after an unclean stop",
@@ -112,6 +122,7 @@ class TrackLayer:
             asyncio.create_task(self._every(STATS_FLUSH_SECONDS, self.flush_stats), name="stats"),
             asyncio.create_task(self._every(GAUGE_SECONDS, self._update_gauges), name="gauges"),
             asyncio.create_task(self._every(RETENTION_SECONDS, self._sweep), name="retention"),
+            asyncio.create_task(self._watch_anomalies(), name="anomalies"),
         ]
         self._ready = True
         log.info(
@@ -134,6 +145,7 @@ class TrackLayer:
             self.reader,
             self.metrics,
             self.stats,
+            live=self.live,
         )
         worker.start()
         self.workers[destination.id] = worker
@@ -148,6 +160,7 @@ class TrackLayer:
             self.graph,
             windows,
             keep_raw=config.identity.pii == "raw",
+            live=self.live,
         )
         wanted = destinations.identifiers_for(config.destinations)
         return Intake(config, Canonicaliser(config, wanted), ingest, self.metrics)
@@ -163,8 +176,9 @@ class TrackLayer:
         public = web.Application(middlewares=[json_errors], client_max_size=2**31)
         SegmentSource(lambda: self.intake).add_routes(public)
         NativeSource(lambda: self.intake).add_routes(public)
-        public.router.add_post("/v1/m", self._remote_metrics)
-        public.router.add_route("OPTIONS", "/v1/m", self._preflight)
+        BrowserSource(lambda: self.intake).add_routes(public)
+        SegmentWebhookSource(lambda: self.intake).add_routes(public)
+        ShopifySource(lambda: self.intake).add_routes(public)
         self._add_health(public)
         if config.admin.listen:
             admin = web.Application(middlewares=[json_errors])
@@ -182,6 +196,10 @@ class TrackLayer:
     def _add_admin(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/admin/report", self._report)
+        app.router.add_get("/v1/admin/anomalies", self._anomalies)
+        app.router.add_get("/v1/admin/live", self._live)
+        app.router.add_get("/debugger", self._debugger)
+        app.on_shutdown.append(self.live.close)  # end the streams so stopping never waits
 
     async def _serve(self, app: web.Application, listen: str, name: str) -> None:
         # auto_decompress off: sources inflate gzip themselves, within max_body_bytes.
@@ -219,16 +237,6 @@ class TrackLayer:
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _remote_metrics(self, request: web.Request) -> web.Response:
-        """analytics.js posts its own telemetry here; accepted and discarded."""
-        await request.read()
-        response = web.json_response({"success": True})
-        response.headers.update(self.intake.cors.headers(request))
-        return response
-
-    async def _preflight(self, request: web.Request) -> web.Response:
-        return self.intake.cors.preflight(request)
-
     def _admin_authorized(self, request: web.Request) -> bool:
         token = self.config.admin.token
         if not token:
@@ -255,6 +263,50 @@ class TrackLayer:
         weights = destinations.match_weights_for(self.config.destinations)
         report = await report_module.build(self.reader, now - since, now, weights)
         return web.json_response(report)
+
+    def _admin_refused(self) -> web.Response:
+        message = (
+            "admin token required"
+            if self.config.admin.token
+            else "admin API disabled: set admin.token"
+        )
+        return error_response(401, "unauthorized", message)
+
+    async def _anomalies(self, request: web.Request) -> web.Response:
+        if not self._admin_authorized(request):
+            return self._admin_refused()
+        return web.json_response(self.anomalies.snapshot())
+
+    async def _live(self, request: web.Request) -> web.StreamResponse:
+        if not self._admin_authorized(request):
+            return self._admin_refused()
+        return await self.live.handle(request)
+
+    async def _debugger(self, request: web.Request) -> web.Response:
+        if not self._admin_authorized(request):
+            return self._admin_refused()
+        return debugger_page().response(request, request.query.get("token", ""))
+
+    async def _watch_anomalies(self) -> None:
+        """Every minute: flush stats, run the detectors; transitions go to alerts.webhook
+        when one is set (the sender lives as long as this task). Stats are read on a
+        connection of the monitor's own (opened in ``start``), so loading days of history
+        never queues ingest's identity lookups behind it on the shared reader."""
+        connection = self.monitor_reader
+        self.anomalies.loader = lambda since, until: stats_store.series(connection, since, until)
+        if not self.config.alerts.webhook:
+            await self._every(EVALUATE_SECONDS, self._evaluate_anomalies)
+            return
+        async with AlertSender(self.config.alerts.webhook) as sender:
+            self.anomalies.notify = sender.send
+            await self._every(EVALUATE_SECONDS, self._evaluate_anomalies)
+
+    async def _evaluate_anomalies(self) -> None:
+        await self.flush_stats()
+        await self.anomalies.evaluate()
+
+    async def _stats_series(self, since: float, until: float) -> list[tuple]:
+        return await stats_store.series(self.reader, since, until)
 
     # background -------------------------------------------------------------------------
 
@@ -288,9 +340,10 @@ class TrackLayer:
 
     async def _sweep(self) -> None:
         window, keep = self.config.dedup.window, self.config.storage.retention
+        profiles_kept = self.config.identity.retention
         while not self._stopping:
             deleted = await self.journal.run(
-                lambda c: retention.sweep_once(c, time.time(), window, keep)
+                lambda c: retention.sweep_once(c, time.time(), window, keep, profiles_kept)
             )
             if deleted < retention.CHUNK:
                 return
@@ -377,7 +430,7 @@ class TrackLayer:
             except Exception as problem:
                 log.warning("final stats flush failed", extra={"fields": {"error": str(problem)}})
             await journal.stop()
-        for name in ("reader", "writer"):
+        for name in ("monitor_reader", "reader", "writer"):
             connection = getattr(self, name, None)
             if connection is not None:
                 await connection.close()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 
@@ -37,6 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--json", action="store_true")
     replay = command("replay", "re-queue dead-lettered events of a destination")
     replay.add_argument("--destination", required=True)
+    compare = command("compare", "parallel validation against the old route's export")
+    compare.add_argument(
+        "--baseline",
+        required=True,
+        help="the old route's export: Segment NDJSON, or CSV"
+        " event,order_id,value,currency,timestamp",
+    )
+    compare.add_argument(
+        "--since", help="only this far back, e.g. 24h (default: the baseline's span)"
+    )
+    compare.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="largest relative difference in counts or values that passes (default 0.02)",
+    )
+    send_test = command("send-test", "send one identify + purchase to a destination's test mode")
+    send_test.add_argument("--destination", required=True)
+    send_test.add_argument("--test-event-code", default="", help="Meta / TikTok test events code")
 
     args = parser.parse_args(argv)
     if not args.config:
@@ -60,6 +80,21 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(print_report(config, since, args.json))
     if args.command == "replay":
         return asyncio.run(replay_dead_letters(config, args.destination))
+    if args.command == "compare":
+        from tracklayer.diagnostics.compare import run_compare
+
+        try:
+            since = parse_duration(args.since) if args.since else None
+        except ValueError as problem:
+            print(f"--since: {problem}", file=sys.stderr)
+            return 2
+        text, code = asyncio.run(run_compare(config, args.baseline, since, args.tolerance))
+        print(text, file=sys.stderr if code == 2 else sys.stdout)
+        return code
+    if args.command == "send-test":
+        from tracklayer import send_test as send_test_module
+
+        return asyncio.run(send_test_module.run(config, args.destination, args.test_event_code))
     return 2
 
 
@@ -120,7 +155,7 @@ def plan(config: Config, path: str) -> str:
             else ""
         )
         lines.append(
-            f"  {destination.id} ({type(destination).__name__.removesuffix('Config').lower()},"
+            f"  {destination.id} ({type(destination).__struct_config__.tag},"
             f" {destination.mode}): {events}; {rate.rps:g} req/s burst {rate.capacity:g};"
             f" batch {batch.max_events} / {format_duration(batch.max_wait)};"
             f" retry {destination.retry.max_attempts}× within"
@@ -148,7 +183,7 @@ async def print_report(config: Config, since: float, as_json: bool) -> int:
 
 async def replay_dead_letters(config: Config, destination: str) -> int:
     from tracklayer.store import outbox
-    from tracklayer.store.database import open_database
+    from tracklayer.store.database import in_thread, open_database
 
     try:
         config.destination(destination)
@@ -157,9 +192,13 @@ async def replay_dead_letters(config: Config, destination: str) -> int:
         return 1
     connection = await open_database(config.storage.path, config.storage.durability)
     try:
-        await connection.execute("BEGIN IMMEDIATE")
-        count = await outbox.replay(connection, destination, time.time())
-        await connection.execute("COMMIT")
+
+        def requeue(raw: sqlite3.Connection) -> int:
+            with raw:  # one transaction; the running daemon's writer waits on busy_timeout
+                raw.execute("BEGIN IMMEDIATE")
+                return outbox.replay(raw, destination, time.time())
+
+        count = await in_thread(connection, requeue)
     finally:
         await connection.close()
     print(f"re-queued {count} dead-lettered events for {destination}")

@@ -97,13 +97,23 @@ class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
                 return float(amount), code or "USD"
         return None, ""
 
+    @property
+    def order_key(self) -> str:
+        """``<order id>`` or, for one of several partial refunds of an order,
+        ``<order id>:<refund id>``; "" when this is not an order event."""
+        order_id = self.order_id
+        refund_id = self.properties.get("refund_id")
+        if order_id and refund_id not in (None, ""):
+            return f"{order_id}:{refund_id}"
+        return order_id
+
     def business_key(self) -> str:
         """The key under which the same customer action is delivered once per destination.
 
-        Canonical name plus order id (so a refund never collides with its purchase), else
-        plus the event id.
+        Canonical name plus order id (so a refund never collides with its purchase; a
+        ``refund_id`` keeps partial refunds apart), else plus the event id.
         """
-        return f"{self.name}:{self.order_id or self.event_id}"
+        return f"{self.name}:{self.order_key or self.event_id}"
 
 
 class Seen(msgspec.Struct, array_like=True, frozen=True):

@@ -50,8 +50,9 @@ class Received:
 class FakeWebhook:
     """``await FakeWebhook(secret).start()``; ``url`` then accepts deliveries."""
 
-    def __init__(self, secret: str = "") -> None:
+    def __init__(self, secret: str = "", client_max_size: int = 64 * 1024**2) -> None:
         self.secret = secret
+        self.client_max_size = client_max_size
         self.script: list[Answer] = []  # answers to give first, in order; then 200
         self.requests: list[Received] = []
         self.problems: list[str] = []  # contract violations seen (tests assert it stays empty)
@@ -64,7 +65,7 @@ class FakeWebhook:
 
     async def start_on(self, port: int) -> FakeWebhook:
         """Listen on ``port`` (0: any free port)."""
-        app = web.Application()
+        app = web.Application(client_max_size=self.client_max_size)
         app.router.add_post("/{tail:.*}", self._receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

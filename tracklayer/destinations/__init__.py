@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tracklayer.destinations.base import Destination, DestinationConfig, Identifier
+from tracklayer.destinations.ga4 import GA4Destination
+from tracklayer.destinations.google_ads import GoogleAdsDestination
+from tracklayer.destinations.meta import MetaDestination
+from tracklayer.destinations.tiktok import TikTokDestination
 from tracklayer.destinations.webhook import WebhookDestination
 
 PLUGINS: dict[str, type] = {
     "webhook": WebhookDestination,
+    "meta": MetaDestination,
+    "google_ads": GoogleAdsDestination,
+    "ga4": GA4Destination,
+    "tiktok": TikTokDestination,
 }
 
 

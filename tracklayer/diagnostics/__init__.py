@@ -1,1 +1,2 @@
-"""Diagnostics: reports and, later, match quality, anomalies and the live tail."""
+"""Diagnostics: match quality, reports, anomaly detection, alerts, the live tail and
+the debugger page, and the parallel-validation compare."""

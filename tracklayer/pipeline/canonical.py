@@ -323,9 +323,9 @@ class Canonicaliser:
     def _finish(self, event: Event, explicit_id: str) -> Event:
         """The stable event id (CONTRACT.md: explicit, else order-based, else messageId) and
         identifiers in their at-rest form."""
-        order_id = event.order_id
+        order_key = event.order_key
         event.event_id = explicit_id or (
-            f"{event.name}:{order_id}" if order_id else event.message_id
+            f"{event.name}:{order_key}" if order_key else event.message_id
         )
         if not event.user.external_id and event.user.user_id:
             # Meta and TikTok match on external_id: the advertiser's own id for the person.

@@ -418,10 +418,12 @@ def last_name(value: object, *, keep_spaces: bool = False) -> str | None:
 
 
 @_field(str)
-def _city(text: str) -> Normalized:
+def _city(text: str, *, keep_spaces: bool = False) -> Normalized:
     # [meta-cip] "Lowercase only with no punctuation, no special characters, and no spaces"
     # (examples paris, london, newyork). Accented letters are kept in UTF-8, as for names.
-    result = _letters(text)
+    # GA4 user-provided data keeps inner spaces ("san francisco": remove digits and symbols,
+    # lowercase, trim), so the google variant does too.
+    result = _letters(text, keep_spaces=keep_spaces)
     if not result or len(result) > _MAX_NAME:
         return Normalized(None, "invalid_city")
     return Normalized(result, None)
@@ -741,7 +743,7 @@ def normalize(
     if kind in ("first_name", "last_name"):
         return _name(value, keep_spaces=google)
     if kind == "city":
-        return _city(value)
+        return _city(value, keep_spaces=google)
     if kind == "state":
         return _state(value, country=country)
     if kind == "zip":

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tracklayer.model import Event, NativeEvent, Rejection
 from tracklayer.pipeline.canonical import Arrival, InvalidEvent
+from tracklayer.sources.browser import remember_visitor
 from tracklayer.sources.decoding import decode_item, decode_or_refuse
 from tracklayer.sources.http import Refusal, basic_auth_key, read_body
 from tracklayer.sources.intake import Intake
@@ -79,4 +80,6 @@ class NativeSource:
                 rejected.append(Rejection(index, "invalid_event", str(invalid)))
                 continue
             client_ids.append(bool(item.message_id or item.event_id))
-        return await intake.store(state, events, client_ids, rejected, len(items))
+        response = await intake.store(state, events, client_ids, rejected, len(items))
+        remember_visitor(request, response, events, intake)
+        return response

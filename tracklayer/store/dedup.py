@@ -8,6 +8,7 @@ a "maybe" is confirmed in the table, so a bloom false positive never drops an ev
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 
@@ -59,10 +60,9 @@ class DedupRegistry:
                     started = time.monotonic()
         return loaded
 
-    async def seen(
-        self, connection: aiosqlite.Connection, digests: Iterable[int], now: float
-    ) -> set[int]:
-        """The subset of ``digests`` seen within the window: bloom first, then SQLite."""
+    def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
+        """The subset of ``digests`` seen within the window: bloom first, then SQLite (run
+        inside the writer's transaction, so it sees the group's own earlier rows)."""
         maybe = [d for d in set(digests) if self.bloom.maybe_contains(d, now)]
         if not maybe:
             return set()
@@ -73,8 +73,8 @@ class DedupRegistry:
             chunk = maybe[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT key FROM dedup WHERE key IN ({marks}) AND seen_at >= ?"
-            async with connection.execute(query, [*map(as_blob, chunk), since]) as cursor:
-                found.update(int.from_bytes(row[0], "big") for row in await cursor.fetchall())
+            rows = connection.execute(query, [*map(as_blob, chunk), since]).fetchall()
+            found.update(int.from_bytes(row[0], "big") for row in rows)
         self.false_positives += len(maybe) - len(found)
         return found
 

@@ -9,8 +9,9 @@ transaction as the events that changed them.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import aiosqlite
 import msgspec
@@ -109,27 +110,32 @@ class IdentityGraph:
 
     # journal hook --------------------------------------------------------------------------
 
-    async def write(self, connection: aiosqlite.Connection) -> None:
-        """Inside the group transaction: persist every profile changed since the last one."""
+    def prepare(self) -> Callable[[sqlite3.Connection], None] | None:
+        """On the event loop: take every profile changed since the last group and encode it;
+        the returned write runs inside the group transaction on the connection's thread."""
         if not self._dirty and not self._removed:
-            return
+            return None
         dirty, removed = self._dirty, self._removed
         self._writing = (dirty, removed)
         self._dirty, self._removed = {}, set()
-        if dirty:
-            await connection.executemany(
-                "INSERT OR REPLACE INTO profiles (id, updated_at, data) VALUES (?, ?, ?)",
-                [(p.id, p.updated_at, _encode(p)) for p in dirty.values()],
-            )
-            await connection.executemany(
-                "INSERT OR REPLACE INTO identity_keys (key, profile) VALUES (?, ?)",
-                [(key, p.id) for p in dirty.values() for key in p.keys],
-            )
-        if removed:
-            ids = list(removed)
-            await connection.execute(
-                f"DELETE FROM profiles WHERE id IN ({','.join('?' * len(ids))})", ids
-            )
+        profiles = [(p.id, p.updated_at, _encode(p)) for p in dirty.values()]
+        keys = [(key, p.id) for p in dirty.values() for key in p.keys]
+        gone = list(removed)
+
+        def write(connection: sqlite3.Connection) -> None:
+            if profiles:
+                connection.executemany(
+                    "INSERT OR REPLACE INTO profiles (id, updated_at, data) VALUES (?, ?, ?)",
+                    profiles,
+                )
+                connection.executemany(
+                    "INSERT OR REPLACE INTO identity_keys (key, profile) VALUES (?, ?)", keys
+                )
+            if gone:
+                marks = ",".join("?" * len(gone))
+                connection.execute(f"DELETE FROM profiles WHERE id IN ({marks})", gone)
+
+        return write
 
     def rolled_back(self) -> None:
         """The transaction failed: what it would have written is dirty again."""

@@ -5,6 +5,10 @@ queued up while the previous transaction was committing, writes it all in one tr
 commits, and only then resolves each waiter. A request is therefore answered 200 only after
 its events are durable, and durability costs one commit per group, not per request.
 
+The whole transaction (dedup confirmation, inserts, delivery bookkeeping, identity
+profiles, COMMIT) runs as one function on the connection's thread: one hop from the event
+loop per group instead of one per statement, so a busy loop never stretches a commit.
+
 Delivery's bookkeeping (claims, completions, retries, dead letters) goes through the same
 writer as small operations, so there is never a second writer contending for the lock.
 """
@@ -17,20 +21,20 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 import aiosqlite
 import msgspec
 
 from tracklayer.model import Event
-from tracklayer.store.database import StoreUnavailable
+from tracklayer.store.database import StoreUnavailable, in_thread
 from tracklayer.store.dedup import DedupRegistry, business_key, message_key
 
 log = logging.getLogger("tracklayer.store.journal")
 
-T = TypeVar("T")
-Operation = Callable[[aiosqlite.Connection], Awaitable[Any]]
+# A write run inside a group transaction, on the connection's thread.
+Operation = Callable[[sqlite3.Connection], Any]
 
 _encode_event = msgspec.msgpack.Encoder().encode
 
@@ -51,6 +55,17 @@ class Admission(msgspec.Struct):
     duplicate_for: list[str] = []  # destinations that already had this business action
 
 
+class Hook(Protocol):
+    """Writes that ride along in every group transaction (the identity graph's profiles).
+    ``prepare`` runs on the event loop and returns the write to run on the thread."""
+
+    def prepare(self) -> Operation | None: ...
+
+    def rolled_back(self) -> None: ...
+
+    def committed(self) -> None: ...
+
+
 class _Batch:
     __slots__ = ("future", "pending")
 
@@ -67,14 +82,16 @@ class _Op:
         self.future = future
 
 
-class Hook(Protocol):
-    """Writes that ride along in every group transaction (the identity graph's profiles)."""
+class _Group:
+    """One transaction's work and, once run, its results (filled on the thread)."""
 
-    async def write(self, connection: aiosqlite.Connection) -> None: ...
-
-    def rolled_back(self) -> None: ...
-
-    def committed(self) -> None: ...
+    def __init__(self, batches: list[_Batch], ops: list[_Op], hooks: list[Operation]) -> None:
+        self.batches = batches
+        self.ops = ops
+        self.hooks = hooks
+        self.admissions: list[list[Admission]] = []
+        self.op_results: list[tuple[Any, BaseException | None]] = []
+        self.queued: Counter[str] = Counter()
 
 
 class Journal:
@@ -95,12 +112,12 @@ class Journal:
         self.healthy = True
         self.last_error = ""
         self.commits = 0
+        self.hooks: list[Hook] = []
         self._queue: list[_Batch | _Op] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
         self._next_event_id = 0
-        self.hooks: list[Hook] = []
 
     async def start(self) -> None:
         async with self.connection.execute("SELECT COALESCE(MAX(id), 0) FROM events") as cursor:
@@ -119,24 +136,25 @@ class Journal:
         """Store ``pending`` durably; raises ``StoreUnavailable`` when it could not commit."""
         return await self._submit(_Batch(pending, self._future()))
 
+    async def run(self, operation: Operation) -> Any:
+        """Run ``operation(connection)`` inside the next group transaction (on the
+        connection's thread: it must not touch the event loop)."""
+        return await self._submit(_Op(operation, self._future()))
+
     async def probe(self) -> bool:
         """Try a request-sized write: True when the store commits again (``healthy``
         follows). The row is written and removed in one transaction, so it needs real free
         space (new pages, and WAL frames at commit) yet leaves nothing behind."""
 
-        async def write_and_remove(connection: aiosqlite.Connection) -> None:
-            await connection.execute("INSERT INTO probe (id, pad) VALUES (1, zeroblob(65536))")
-            await connection.execute("DELETE FROM probe")
+        def write_and_remove(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT INTO probe (id, pad) VALUES (1, zeroblob(65536))")
+            connection.execute("DELETE FROM probe")
 
         try:
             await self.run(write_and_remove)
         except StoreUnavailable:
             return False
         return True
-
-    async def run(self, operation: Operation) -> Any:
-        """Run ``operation(connection)`` inside the next group transaction."""
-        return await self._submit(_Op(operation, self._future()))
 
     def _future(self) -> asyncio.Future:
         return asyncio.get_running_loop().create_future()
@@ -159,22 +177,16 @@ class Journal:
                 return
 
     async def _commit(self, items: list[_Batch | _Op]) -> None:
-        connection = self.connection
+        hook_writes = [write for hook in self.hooks if (write := hook.prepare()) is not None]
+        group = _Group(
+            [item for item in items if isinstance(item, _Batch)],
+            [item for item in items if isinstance(item, _Op)],
+            hook_writes,
+        )
         now = self.clock()
-        batches = [item for item in items if isinstance(item, _Batch)]
-        operations = [item for item in items if isinstance(item, _Op)]
-        queued: Counter[str] = Counter()
-        op_results: list[tuple[_Op, Any, BaseException | None]] = []
         try:
-            await connection.execute("BEGIN IMMEDIATE")
-            admissions = await self._write_events(batches, now, queued) if batches else []
-            for op in operations:
-                op_results.append(await self._run_op(op))
-            for hook in self.hooks:
-                await hook.write(connection)
-            await connection.execute("COMMIT")
+            await in_thread(self.connection, lambda c: self._transaction(c, group, now))
         except (sqlite3.Error, ValueError) as error:
-            await self._rollback()
             for hook in self.hooks:
                 hook.rolled_back()
             self._fail(items, error)
@@ -185,36 +197,60 @@ class Journal:
         if not self.healthy:
             log.info("store writable again")
         self.healthy, self.last_error = True, ""
-        for batch, admission in zip(batches, admissions, strict=True):
+        for batch, admission in zip(group.batches, group.admissions, strict=True):
             if not batch.future.done():
                 batch.future.set_result(admission)
-        for op, result, error in op_results:
+        for op, (result, error) in zip(group.ops, group.op_results, strict=True):
             if op.future.done():
                 continue
             if error is not None:
                 op.future.set_exception(error)
             else:
                 op.future.set_result(result)
-        if queued:
-            self.on_commit(queued)
+        if group.queued:
+            self.on_commit(group.queued)
 
-    async def _run_op(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+    # on the connection's thread -------------------------------------------------------------
+
+    def _transaction(self, connection: sqlite3.Connection, group: _Group, now: float) -> None:
+        """BEGIN … COMMIT for one group; any SQLite error rolls the whole group back."""
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if group.batches:
+                group.admissions = self._write_events(connection, group.batches, now, group.queued)
+            for op in group.ops:
+                group.op_results.append(self._run_op(connection, op))
+            for write in group.hooks:
+                write(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                # the connection itself may be failing; the caller reports the first error
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
+    def _run_op(self, connection: sqlite3.Connection, op: _Op) -> tuple[Any, BaseException | None]:
         """One delivery operation in a savepoint: a failing operation cannot take the
         events of the same group down with it (unless SQLite itself is failing)."""
-        await self.connection.execute("SAVEPOINT op")
+        connection.execute("SAVEPOINT op")
         try:
-            result = await op.operation(self.connection)
+            result = op.operation(connection)
         except sqlite3.Error:
             raise
         except Exception as error:  # a bug in one operation: undo it, report it to its caller
-            await self.connection.execute("ROLLBACK TO op")
-            await self.connection.execute("RELEASE op")
-            return op, None, error
-        await self.connection.execute("RELEASE op")
-        return op, result, None
+            connection.execute("ROLLBACK TO op")
+            connection.execute("RELEASE op")
+            return None, error
+        connection.execute("RELEASE op")
+        return result, None
 
-    async def _write_events(
-        self, batches: list[_Batch], now: float, queued: Counter[str]
+    def _write_events(
+        self,
+        connection: sqlite3.Connection,
+        batches: list[_Batch],
+        now: float,
+        queued: Counter[str],
     ) -> list[list[Admission]]:
         """Dedup and insert every event of the group; returns admissions per batch."""
         keys: list[tuple[int | None, list[tuple[str, int]]]] = []
@@ -225,14 +261,13 @@ class Journal:
                 message = (
                     message_key(event.source, event.message_id) if pending.message_dedup else None
                 )
-                business = [
-                    (d, business_key(d, event.business_key())) for d in pending.destinations
-                ]
+                business_action = event.business_key()
+                business = [(d, business_key(d, business_action)) for d in pending.destinations]
                 keys.append((message, business))
                 if message is not None:
                     wanted.append(message)
                 wanted.extend(b for _, b in business)
-        seen = await self.dedup.seen(self.connection, wanted, now)
+        seen = self.dedup.seen(connection, wanted, now)
 
         event_rows: list[tuple] = []
         outbox_rows: list[tuple] = []
@@ -276,27 +311,22 @@ class Journal:
                 results.append(admission)
             admissions.append(results)
 
-        connection = self.connection
         if event_rows:
-            await connection.executemany(
+            connection.executemany(
                 "INSERT INTO events (id, received_at, source, name, event_id, body)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 event_rows,
             )
         if outbox_rows:
-            await connection.executemany(
+            connection.executemany(
                 "INSERT INTO outbox (destination, event, due_at) VALUES (?, ?, ?)", outbox_rows
             )
         if fresh:
-            await connection.executemany(
+            connection.executemany(
                 "INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)",
                 self.dedup.remember(fresh, now),
             )
         return admissions
-
-    async def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            await self.connection.execute("ROLLBACK")
 
     def _fail(self, items: list[_Batch | _Op], error: BaseException) -> None:
         if self.healthy:

@@ -1,11 +1,13 @@
 """The outbox: one row per (event, destination) until the destination has settled it.
 
-Writes are journal operations (they run inside the writer's group transaction); reads that
-need no lock use the reader connection.
+Writes are journal operations: plain functions of a sqlite3 connection, run inside the
+writer's group transaction on its thread. Reads that need no lock use the reader
+connection (async).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import aiosqlite
@@ -45,26 +47,25 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-async def claim(
-    connection: aiosqlite.Connection, destination: str, limit: int, now: float
+def claim(
+    connection: sqlite3.Connection, destination: str, limit: int, now: float
 ) -> list[Claimed]:
     """Take up to ``limit`` due rows of ``destination``, oldest first."""
-    async with connection.execute(
+    rows = connection.execute(
         "SELECT o.id, o.event, o.attempts, e.body FROM outbox o JOIN events e ON e.id = o.event"
         " WHERE o.destination = ? AND o.claimed = 0 AND o.due_at <= ?"
         " ORDER BY o.due_at, o.id LIMIT ?",
         (destination, now, limit),
-    ) as cursor:
-        rows = await cursor.fetchall()
+    ).fetchall()
     if not rows:
         return []
     ids = [row[0] for row in rows]
-    await connection.execute(f"UPDATE outbox SET claimed = 1 WHERE id IN ({_marks(ids)})", ids)
+    connection.execute(f"UPDATE outbox SET claimed = 1 WHERE id IN ({_marks(ids)})", ids)
     return [Claimed(row[0], row[1], row[2], _decode_event(row[3])) for row in rows]
 
 
-async def settle(
-    connection: aiosqlite.Connection,
+def settle(
+    connection: sqlite3.Connection,
     destination: str,
     done: Sequence[int],
     retries: Sequence[Retry],
@@ -73,14 +74,14 @@ async def settle(
 ) -> None:
     """Record a batch's fate: finished rows leave, retries wait, dead rows move aside."""
     if done:
-        await connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(done)})", list(done))
+        connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(done)})", list(done))
     if retries:
-        await connection.executemany(
+        connection.executemany(
             "UPDATE outbox SET claimed = 0, due_at = ?, attempts = ?, last_error = ? WHERE id = ?",
             [(r.due_at, r.attempts, r.error, r.id) for r in retries],
         )
     if dead:
-        await connection.executemany(
+        connection.executemany(
             "INSERT INTO dead_letters (destination, event, failed_at, attempts, outcome, code,"
             " reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
@@ -89,21 +90,18 @@ async def settle(
             ],
         )
         ids = [d.id for d in dead]
-        await connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(ids)})", ids)
+        connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(ids)})", ids)
 
 
-async def release(connection: aiosqlite.Connection, ids: Sequence[int]) -> None:
+def release(connection: sqlite3.Connection, ids: Sequence[int]) -> None:
     """Hand claimed rows back untouched (shutdown with a send still unanswered)."""
     if ids:
-        await connection.execute(
-            f"UPDATE outbox SET claimed = 0 WHERE id IN ({_marks(ids)})", list(ids)
-        )
+        connection.execute(f"UPDATE outbox SET claimed = 0 WHERE id IN ({_marks(ids)})", list(ids))
 
 
-async def recover_claims(connection: aiosqlite.Connection) -> int:
+def recover_claims(connection: sqlite3.Connection) -> int:
     """After a crash, rows claimed by the dead process are due again."""
-    cursor = await connection.execute("UPDATE outbox SET claimed = 0 WHERE claimed = 1")
-    return cursor.rowcount
+    return connection.execute("UPDATE outbox SET claimed = 0 WHERE claimed = 1").rowcount
 
 
 async def next_due(connection: aiosqlite.Connection, destination: str) -> float | None:
@@ -121,15 +119,14 @@ async def depths(connection: aiosqlite.Connection) -> dict[str, int]:
         return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
-async def replay(connection: aiosqlite.Connection, destination: str, now: float) -> int:
+def replay(connection: sqlite3.Connection, destination: str, now: float) -> int:
     """Queue every dead letter of ``destination`` again, attempts reset."""
-    cursor = await connection.execute(
+    count = connection.execute(
         "INSERT INTO outbox (destination, event, due_at)"
         " SELECT destination, event, ? FROM dead_letters WHERE destination = ? ORDER BY id",
         (now, destination),
-    )
-    count = cursor.rowcount
-    await connection.execute("DELETE FROM dead_letters WHERE destination = ?", (destination,))
+    ).rowcount
+    connection.execute("DELETE FROM dead_letters WHERE destination = ?", (destination,))
     return count
 
 

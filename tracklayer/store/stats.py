@@ -3,6 +3,7 @@ through the journal, so reports read SQLite without a write per event."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -67,9 +68,10 @@ class StatsBuffer:
             entry[0] += count
             entry[2] += total
 
-    async def write(self, connection: aiosqlite.Connection, rows: list[tuple]) -> None:
+    @staticmethod
+    def write(connection: sqlite3.Connection, rows: list[tuple]) -> None:
         """Journal operation: add ``rows`` (from ``take()``) to the stats table."""
-        await connection.executemany(
+        connection.executemany(
             "INSERT INTO stats (minute, destination, name, outcome, code, count, message, total)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (minute, destination, name, outcome, code) DO UPDATE SET"
@@ -92,10 +94,10 @@ async def summary(connection: aiosqlite.Connection, since: float, until: float) 
 
 
 async def series(connection: aiosqlite.Connection, since: float, until: float) -> list[tuple]:
-    """Per-minute rows (minute, destination, event, outcome, code, count, total) over
-    ``[since, until)``, oldest first: the buckets anomaly detection reads."""
+    """Per-minute rows (minute, destination, event, outcome, code, count, total, message)
+    over ``[since, until)``, oldest first: the buckets anomaly detection reads."""
     async with connection.execute(
-        "SELECT minute, destination, name, outcome, code, count, total FROM stats"
+        "SELECT minute, destination, name, outcome, code, count, total, message FROM stats"
         " WHERE minute >= ? AND minute < ? ORDER BY minute",
         (int(since // 60), int(until // 60) + 1),
     ) as cursor:
