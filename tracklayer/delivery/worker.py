@@ -95,6 +95,7 @@ class Worker:
         self._quality = metrics.match_quality.labels(self.id)
         self._scored = 0
         self._present: Counter[str] = Counter()
+        self._coverage: dict[str, Any] = {}  # key → its coverage gauge child
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -452,6 +453,7 @@ class Worker:
             if key in present:
                 self.stats.add(self.id, event.name, "key", key)
                 self._present[key] += 1
-            self.metrics.match_key_coverage.labels(self.id, key).set(
-                self._present[key] / self._scored
-            )
+            gauge = self._coverage.get(key)
+            if gauge is None:
+                gauge = self._coverage[key] = self.metrics.match_key_coverage.labels(self.id, key)
+            gauge.set(self._present[key] / self._scored)

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 import msgspec
+import xxhash
 
 from tracklayer.destinations.base import Identifier
 from tracklayer.model import User
@@ -35,6 +36,7 @@ PERSONAL_FIELDS = (
 )
 
 
+CACHE_SIZE = 100_000
 LINK_IDENTIFIERS = (Identifier("email", "meta"), Identifier("phone", "meta"))
 
 
@@ -49,35 +51,59 @@ class IdentityPlan:
                 raise ValueError(f"unknown identifier field {identifier.field!r}")
         self.default_country = default_country
         self.dropped: Counter[str] = Counter()  # "field:reason" → count
+        # The same person's email, phone and name arrive on many events: each distinct
+        # (identifier, value, country) is normalised and hashed once. Keyed by a digest of
+        # the raw value, so the cache holds no personal data in the clear.
+        self._cache: dict[int, tuple[str, str | None]] = {}
 
     def apply(self, user: User) -> tuple[dict[str, str], dict[str, str]]:
         """(hashed, normalized) for ``user``. A value that fails its check is left out and
         counted, never hashed into garbage; a SHA-256 hex value passes through as hashed."""
         hashed: dict[str, str] = {}
         normalized: dict[str, str] = {}
-        country = normalize.country(user.country) if user.country else None
+        country_text = user.country
         for identifier in self.wanted:
             value = getattr(user, identifier.field)
             if not value:
                 continue
-            result = normalize.normalize(
-                identifier.field,
-                value,
-                default_country=(country or self.default_country).upper(),
-                variant=identifier.variant,
-                country=country,
-            )
-            if result.value is None:
-                self.dropped[f"{identifier.field}:{result.reason}"] += 1
-                continue
-            if identifier.form == "raw":
-                if not normalize.is_sha256_hex(result.value):
-                    normalized[identifier.key] = result.value
-            elif normalize.is_sha256_hex(result.value):
-                hashed[identifier.key] = result.value
+            raw = f"{identifier.key}\0{country_text}\0{value}".encode("utf-8", "surrogatepass")
+            key = xxhash.xxh3_128_intdigest(raw)
+            found = self._cache.get(key)
+            if found is None:
+                found = self._compute(identifier, value, country_text)
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()  # cheap bound; a cold start costs one recompute each
+                self._cache[key] = found
+            kind, result = found
+            if kind == "dropped":
+                self.dropped[f"{identifier.field}:{result}"] += 1
+            elif kind == "hashed":
+                hashed[identifier.key] = result  # type: ignore[assignment]
             else:
-                hashed[identifier.key] = normalize.sha256_hex(result.value)
+                normalized[identifier.key] = result  # type: ignore[assignment]
         return hashed, normalized
+
+    def _compute(
+        self, identifier: Identifier, value: str, country_text: str
+    ) -> tuple[str, str | None]:
+        """("hashed" | "raw", value) or ("dropped", reason) for one identifier."""
+        country = normalize.country(country_text) if country_text else None
+        result = normalize.normalize(
+            identifier.field,
+            value,
+            default_country=(country or self.default_country).upper(),
+            variant=identifier.variant,
+            country=country,
+        )
+        if result.value is None:
+            return "dropped", result.reason
+        if identifier.form == "raw":
+            if normalize.is_sha256_hex(result.value):
+                return "dropped", "hashed_not_raw"  # a hash cannot be sent as a raw value
+            return "raw", result.value
+        if normalize.is_sha256_hex(result.value):
+            return "hashed", result.value
+        return "hashed", normalize.sha256_hex(result.value)
 
 
 def strip_personal(user: User) -> User:
