@@ -76,6 +76,14 @@ class DestinationConfig(
     timeout: Duration = Duration(10.0)
     max_in_flight: int = 4
 
+    def require_live(self, *keys: str) -> None:
+        """Credentials a live destination cannot do without (observe mode runs without)."""
+        if self.mode != "live":
+            return
+        for key in keys:
+            if not getattr(self, key):
+                raise ValueError(f"{key}: required in live mode")
+
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("id: must not be empty")

@@ -124,9 +124,7 @@ class GoogleAdsConfig(DestinationConfig, tag="google_ads"):
             )
         if self.mode != "live":
             return
-        for key in ("customer_id", "conversion_action_id"):
-            if not getattr(self, key):
-                raise ValueError(f"{key}: required in live mode")
+        self.require_live("customer_id", "conversion_action_id")
         if self.api == "click_conversions" and not self.developer_token:
             raise ValueError("developer_token: required in live mode for api: click_conversions")
         for key in ("client_id", "client_secret", "refresh_token"):

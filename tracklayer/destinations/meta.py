@@ -148,10 +148,7 @@ class MetaConfig(DestinationConfig, tag="meta"):
             raise ValueError(f"api_version: expected a Graph API version like {DEFAULT_VERSION}")
         if self.pixel_id and not self.pixel_id.isdigit():
             raise ValueError("pixel_id: must be the dataset (pixel) id, digits only")
-        if self.mode == "live":
-            for key in ("pixel_id", "access_token"):
-                if not getattr(self, key):
-                    raise ValueError(f"{key}: required in live mode")
+        self.require_live("pixel_id", "access_token")
 
 
 _decoder = msgspec.json.Decoder()

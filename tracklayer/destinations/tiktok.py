@@ -92,10 +92,7 @@ class TikTokConfig(DestinationConfig, tag="tiktok"):
             raise ValueError("endpoint: must start with http:// or https://")
         if not _VERSION.fullmatch(self.api_version):
             raise ValueError(f"api_version: expected a version like {DEFAULT_VERSION}")
-        if self.mode == "live":
-            for key in ("pixel_code", "access_token"):
-                if not getattr(self, key):
-                    raise ValueError(f"{key}: required in live mode")
+        self.require_live("pixel_code", "access_token")
 
 
 _encoder = msgspec.json.Encoder()
