@@ -6,6 +6,14 @@ import pytest
 
 from tests.fakes.webhook import FakeWebhook
 from tests.harness import Daemon
+from tracklayer.delivery import worker as worker_module
+
+
+@pytest.fixture(autouse=True)
+def fast_idle_recheck(monkeypatch):
+    """Workers re-check an idle outbox every 5 s (for rows another process queued, such as
+    ``tracklayer replay``); tests should not wait that long."""
+    monkeypatch.setattr(worker_module, "IDLE_RECHECK_SECONDS", 0.2)
 
 
 @pytest.fixture

@@ -7,18 +7,10 @@ import asyncio
 import logging
 import time
 
-import pytest
-
 from tests.fakes.webhook import Answer, FakeWebhook
 from tests.harness import base_config, start_app, track, webhook
 from tracklayer.cli import replay_dead_letters
 from tracklayer.config import parse
-from tracklayer.delivery import worker as worker_module
-
-
-@pytest.fixture(autouse=True)
-def fast_idle_recheck(monkeypatch):
-    monkeypatch.setattr(worker_module, "IDLE_RECHECK_SECONDS", 0.2)
 
 
 async def send(app, count: int, prefix: str = "m") -> None:

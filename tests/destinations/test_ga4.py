@@ -25,13 +25,7 @@ from tests.fakes.ga4 import FakeGA4, validation
 from tests.fakes.webhook import Answer
 from tests.harness import start_app
 from tracklayer.config import ConfigError, parse
-from tracklayer.delivery import worker as worker_module
 from tracklayer.destinations.ga4 import GA4Config, GA4Destination
-
-
-@pytest.fixture(autouse=True)
-def fast_idle_recheck(monkeypatch):
-    monkeypatch.setattr(worker_module, "IDLE_RECHECK_SECONDS", 0.2)
 
 
 @pytest.fixture

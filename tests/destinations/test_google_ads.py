@@ -26,14 +26,8 @@ from tests.fakes.google_ads import FakeGoogleAds, google_error, partial_failure
 from tests.fakes.webhook import Answer
 from tests.harness import start_app
 from tracklayer.config import ConfigError, parse
-from tracklayer.delivery import worker as worker_module
 from tracklayer.destinations.base import Request, Response
 from tracklayer.destinations.google_ads import GoogleAdsConfig, GoogleAdsDestination
-
-
-@pytest.fixture(autouse=True)
-def fast_idle_recheck(monkeypatch):
-    monkeypatch.setattr(worker_module, "IDLE_RECHECK_SECONDS", 0.2)
 
 
 @pytest.fixture

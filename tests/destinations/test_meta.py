@@ -25,15 +25,9 @@ from tests.destinations import (
 from tests.fakes.meta import FakeMeta, buc_header, meta_error
 from tests.harness import start_app
 from tracklayer.config import ConfigError, parse
-from tracklayer.delivery import worker as worker_module
 from tracklayer.destinations.base import Request, Response
 from tracklayer.destinations.meta import MetaConfig, MetaDestination
 from tracklayer.model import Context, Event, User
-
-
-@pytest.fixture(autouse=True)
-def fast_idle_recheck(monkeypatch):
-    monkeypatch.setattr(worker_module, "IDLE_RECHECK_SECONDS", 0.2)
 
 
 @pytest.fixture
