@@ -208,7 +208,8 @@ def parse(data: Any, file: str, env: dict[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(file, "", "the top level must be a mapping of sections")
     data = interpolate(data, "", file, dict(os.environ) if env is None else env)
-    for i, destination in enumerate(data.get("destinations") or []):
+    listed = data.get("destinations")
+    for i, destination in enumerate(listed if isinstance(listed, list) else []):
         if isinstance(destination, dict) and "type" not in destination:
             known = ", ".join(sorted(destinations.PLUGINS))
             raise ConfigError(file, f"destinations[{i}].type", f"required (one of: {known})")
