@@ -3,10 +3,10 @@ send (write keys → sources), how events are canonicalised, and where they are 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from aiohttp import web
 
 from tracklayer.config import Config, Source
@@ -143,8 +143,6 @@ class BatchRefusal(Refusal):
         self.rejected = rejected
 
     def response(self) -> web.Response:
-        import msgspec
-
         body = msgspec.json.encode(
             {
                 "success": False,
@@ -154,7 +152,3 @@ class BatchRefusal(Refusal):
             }
         )
         return web.Response(status=400, body=body, content_type="application/json")
-
-
-def now() -> float:
-    return time.time()
