@@ -9,6 +9,22 @@ from typing import Any, Literal
 
 import msgspec
 
+# User fields that name a person: what identity.pii: hashed removes at rest, and what
+# destinations send only as SHA-256 of the normalised value unless they ask for raw values.
+PERSONAL_FIELDS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "date_of_birth",
+    "gender",
+    "external_id",
+)
+
 
 class User(msgspec.Struct, omit_defaults=True, kw_only=True):
     """Identifiers of the person behind an event, as the source gave them (not yet hashed)."""

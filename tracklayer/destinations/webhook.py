@@ -26,23 +26,7 @@ from tracklayer.destinations.base import (
     identifiers,
 )
 from tracklayer.duration import Duration
-from tracklayer.model import Event, Outcome
-
-# Identifiers that name a person; sent only as SHA-256 of the normalised value unless the
-# destination asks for raw values (and the store keeps them: identity.pii: raw).
-PERSONAL_FIELDS = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "date_of_birth",
-    "gender",
-    "external_id",
-)
+from tracklayer.model import PERSONAL_FIELDS, Event, Outcome
 
 
 class WebhookConfig(DestinationConfig, tag="webhook"):

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tracklayer.model import Event, Profile, Seen
+from tracklayer.model import PERSONAL_FIELDS, Event, Profile, Seen
 from tracklayer.pipeline import click_ids
-from tracklayer.pipeline.identity import PERSONAL_FIELDS
 
 DAY = 86_400.0
 # How long a browser's IP and user agent stand for the person on later server events.

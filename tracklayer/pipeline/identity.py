@@ -17,24 +17,8 @@ import msgspec
 import xxhash
 
 from tracklayer.destinations.base import Identifier
-from tracklayer.model import User
+from tracklayer.model import PERSONAL_FIELDS, User
 from tracklayer.pipeline import normalize
-
-# User fields that name a person (what pii: hashed removes at rest).
-PERSONAL_FIELDS = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "date_of_birth",
-    "gender",
-    "external_id",
-)
-
 
 CACHE_SIZE = 100_000
 LINK_IDENTIFIERS = (Identifier("email", "meta"), Identifier("phone", "meta"))
