@@ -76,6 +76,14 @@ class Intake:
             raise Refusal(401, "unauthorized", "unknown write key")
         return state
 
+    def webhook_source(self, request: web.Request, kind: str, label: str) -> SourceState:
+        """The ``type: kind`` source named by the ``{source_id}`` of a webhook route, or 404."""
+        source_id = request.match_info["source_id"]
+        state = self.by_id.get(source_id)
+        if state is None or state.config.type != kind:
+            raise Refusal(404, "not_found", f"no {label} source with id {source_id!r}")
+        return state
+
     def check_rate(self, state: SourceState) -> None:
         if state.bucket is None:
             return

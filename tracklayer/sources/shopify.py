@@ -82,10 +82,8 @@ class ShopifySource:
             return refusal.response()
 
     async def _handle(self, intake: Intake, request: web.Request) -> web.Response:
-        source_id = request.match_info["source_id"]
-        state = intake.by_id.get(source_id)
-        if state is None or state.config.type != "shopify":
-            raise Refusal(404, "not_found", f"no Shopify source with id {source_id!r}")
+        state = intake.webhook_source(request, "shopify", "Shopify")
+        source_id = state.config.id
         body = await read_body(request, intake.max_body)
         received_at = time.time()
         secret = state.config.secret
