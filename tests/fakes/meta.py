@@ -103,22 +103,6 @@ class FakeMeta(FakeWebhook):
         self.kept: list[dict] = []  # server events Meta accepted
         self.bodies: list[dict] = []
 
-    async def start_on(self, port: int) -> FakeWebhook:
-        """Listen on ``port`` (0: any free port), taking bodies as large as a full batch."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/{tail:.*}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/in"
-        return self
-
-    @property
-    def endpoint(self) -> str:
-        return self.url.removesuffix("/in")
-
     @property
     def accepted_events(self) -> list[dict]:
         return self.kept

@@ -75,6 +75,11 @@ class FakeWebhook:
         self.url = f"http://127.0.0.1:{port}/in"
         return self
 
+    @property
+    def endpoint(self) -> str:
+        """The base URL (platform fakes take any path below it)."""
+        return self.url.removesuffix("/in")
+
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
