@@ -93,8 +93,9 @@ class Worker:
         }
         self._latency = metrics.delivery_seconds.labels(self.id)
         self._quality = metrics.match_quality.labels(self.id)
-        self._scored = 0
+        self._scored = self._scored_flushed = 0
         self._present: Counter[str] = Counter()
+        self._batch_keys: Counter[tuple[str, str]] = Counter()  # (event, key) this batch
         self._coverage: dict[str, Any] = {}  # key → its coverage gauge child
 
     # lifecycle -------------------------------------------------------------------------
@@ -348,6 +349,7 @@ class Worker:
             kind = self._settle_one(row, outcome, now, done, retries, dead)
             if watching:
                 self._publish(event, outcome, kind)
+        self._flush_scores()
         return done, retries, dead
 
     def _settle_one(
@@ -449,10 +451,20 @@ class Worker:
         self._quality.observe(quality)
         self.stats.add(self.id, event.name, "score", total=quality)
         self._scored += 1
-        for key in weights:
-            if key in present:
-                self.stats.add(self.id, event.name, "key", key)
-                self._present[key] += 1
+        for key in present:
+            if key in weights:
+                self._batch_keys[(event.name, key)] += 1
+
+    def _flush_scores(self) -> None:
+        """Key counts and coverage gauges once per batch, not once per event and key."""
+        if self._scored == self._scored_flushed:
+            return
+        self._scored_flushed = self._scored
+        for (name, key), count in self._batch_keys.items():
+            self.stats.add(self.id, name, "key", key, count=count)
+            self._present[key] += count
+        self._batch_keys.clear()
+        for key in getattr(self.plugin, "match_weights", ()):
             gauge = self._coverage.get(key)
             if gauge is None:
                 gauge = self._coverage[key] = self.metrics.match_key_coverage.labels(self.id, key)

@@ -143,6 +143,8 @@ def from_url(url: object) -> dict[str, str]:
     """
     if not isinstance(url, str) or not url or len(url) > _MAX_URL_LENGTH:
         return {}
+    if "=" not in url:  # no query parameter anywhere: nothing to find (the common page URL)
+        return {}
     try:
         parts = urlsplit(url.strip())
         found = _collect(parse_qsl(parts.query))

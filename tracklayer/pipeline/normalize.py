@@ -199,10 +199,20 @@ _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _LOCAL_FORBIDDEN = frozenset('()<>[]\\,;:"@')
 
 
+# The same rules as the character loops below, for the common all-ASCII address: no space
+# or control character anywhere, no forbidden character in the local part, and every domain
+# label 1-63 letters, digits or inner hyphens.
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_ASCII_LOCAL_FORBIDDEN = re.compile(r'[()<>\[\]\\,;:"@]')
+_ASCII_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
 def _valid_email(address: str) -> bool:
     """A conservative syntax check: one "@", a plausible local part and a dotted domain."""
     if len(address) > 254 or address.count("@") != 1:
         return False
+    if address.isascii():
+        return _valid_ascii_email(address)
     if any(c.isspace() or unicodedata.category(c)[0] == "C" for c in address):
         return False
     local, domain = address.split("@")
@@ -220,6 +230,20 @@ def _valid_email(address: str) -> bool:
         and all(c.isalnum() or c == "-" for c in label)
         for label in labels
     )
+
+
+def _valid_ascii_email(address: str) -> bool:
+    if _ASCII_SPACE_OR_CONTROL.search(address):
+        return False
+    local, domain = address.split("@")
+    if not local or len(local) > 64 or local[0] == "." or local[-1] == "." or ".." in local:
+        return False
+    if _ASCII_LOCAL_FORBIDDEN.search(local):
+        return False
+    labels = domain.split(".")
+    if len(labels) < 2 or len(labels[-1]) < 2 or labels[-1].isdigit():
+        return False
+    return all(_ASCII_LABEL.fullmatch(label) for label in labels)
 
 
 def _gmail_canonical(address: str) -> str:
@@ -273,8 +297,13 @@ _BRACKETED_TRUNK = re.compile(r"\(\s*0\s*\)")
 _E164_MIN, _E164_MAX = 7, 15
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")
+
+
 def _ascii_digits(text: str) -> str:
     """Every decimal digit of ``text`` as ASCII ("١٢" and full-width digits included)."""
+    if text.isascii():
+        return _NOT_ASCII_DIGIT.sub("", text)
     return "".join(str(unicodedata.decimal(c)) for c in text if c.isdecimal())
 
 

@@ -98,13 +98,23 @@ class ClientAddress:
 
     def __init__(self, trusted: Iterable[str]) -> None:
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
+        self._verdicts: dict[str, bool] = {}  # address → trusted; peers are few, parsing is not
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        if not self.trusted:
             return False
-        return any(ip in network for network in self.trusted)
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                verdict = False
+            else:
+                verdict = any(ip in network for network in self.trusted)
+            if len(self._verdicts) >= 10_000:
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
 
     def of(self, request: web.Request) -> str:
         remote = request.remote or ""

@@ -14,23 +14,40 @@ import xxhash
 
 
 class BloomSlice:
-    """A plain bloom filter: a bit array probed at positions the caller derives once."""
+    """A plain bloom filter probed by Kirsch–Mitzenmacher double hashing of one 128-bit
+    digest: probe i is ``(low + i * high) % bits``, walked incrementally so a lookup of an
+    absent key (the common case) stops at its first clear bit."""
 
-    __slots__ = ("array", "count")
+    __slots__ = ("array", "bits", "count", "hashes")
 
-    def __init__(self, bits: int) -> None:
+    def __init__(self, bits: int, hashes: int) -> None:
         self.array = bytearray((bits + 7) // 8)
+        self.bits = bits
+        self.hashes = hashes
         self.count = 0
 
-    def add(self, positions: list[int]) -> None:
-        array = self.array
-        for position in positions:
+    def add(self, key_digest: int) -> None:
+        array, bits = self.array, self.bits
+        position = (key_digest & 0xFFFFFFFFFFFFFFFF) % bits
+        step = (key_digest >> 64) % bits
+        for _ in range(self.hashes):
             array[position >> 3] |= 1 << (position & 7)
+            position += step
+            if position >= bits:
+                position -= bits
         self.count += 1
 
-    def has(self, positions: list[int]) -> bool:
-        array = self.array
-        return all(array[position >> 3] & 1 << (position & 7) for position in positions)
+    def has(self, key_digest: int) -> bool:
+        array, bits = self.array, self.bits
+        position = (key_digest & 0xFFFFFFFFFFFFFFFF) % bits
+        step = (key_digest >> 64) % bits
+        for _ in range(self.hashes):
+            if not array[position >> 3] & 1 << (position & 7):
+                return False
+            position += step
+            if position >= bits:
+                position -= bits
+        return True
 
 
 def optimal_size(keys: int, false_positive_rate: float) -> tuple[int, int]:
@@ -68,13 +85,6 @@ class TimeSlicedBloom:
         self._slices: dict[int, list[BloomSlice]] = {}
         self._newest = -(2**62)
 
-    def positions(self, key_digest: int) -> list[int]:
-        """Probe positions by Kirsch–Mitzenmacher double hashing of one 128-bit digest; every
-        filter here has the same size, so they are computed once per key."""
-        low, high = key_digest & 0xFFFFFFFFFFFFFFFF, key_digest >> 64
-        bits = self.bits
-        return [(low + i * high) % bits for i in range(self.hashes)]
-
     def add(self, key_digest: int, seen_at: float) -> None:
         """Remember a key seen at ``seen_at``; keys already outside the window are skipped."""
         index = int(seen_at // self.span)
@@ -82,23 +92,22 @@ class TimeSlicedBloom:
             return
         filters = self._slices.get(index)
         if filters is None:
-            filters = self._slices[index] = [BloomSlice(self.bits)]
+            filters = self._slices[index] = [BloomSlice(self.bits, self.hashes)]
             if index > self._newest:
                 self._newest = index
                 for stale in [i for i in self._slices if i < index - self.keep + 1]:
                     del self._slices[stale]
         elif filters[-1].count >= self.capacity:
-            filters.append(BloomSlice(self.bits))
-        filters[-1].add(self.positions(key_digest))
+            filters.append(BloomSlice(self.bits, self.hashes))
+        filters[-1].add(key_digest)
 
     def maybe_contains(self, key_digest: int, now: float) -> bool:
         """False means definitely not seen within the window; True must be confirmed."""
         oldest = int(now // self.span) - self.keep + 1
-        positions = self.positions(key_digest)
         for index, filters in self._slices.items():
             if index >= oldest:
                 for bloom in filters:
-                    if bloom.has(positions):
+                    if bloom.has(key_digest):
                         return True
         return False
 
@@ -109,3 +118,26 @@ class TimeSlicedBloom:
     @property
     def keys(self) -> int:
         return sum(b.count for filters in self._slices.values() for b in filters)
+
+
+class GrowingBloom:
+    """A bloom filter for a set that only grows (keys are never removed): a new filter of
+    ``capacity`` keys is added whenever the last one is full, so the false-positive rate
+    holds however many keys arrive, at about 1.2 bytes per key at 1 %."""
+
+    def __init__(self, capacity: int, false_positive_rate: float) -> None:
+        self.capacity = max(1, capacity)
+        self.bits, self.hashes = optimal_size(self.capacity, false_positive_rate)
+        self._filters = [BloomSlice(self.bits, self.hashes)]
+
+    def add(self, key_digest: int) -> None:
+        if self._filters[-1].count >= self.capacity:
+            self._filters.append(BloomSlice(self.bits, self.hashes))
+        self._filters[-1].add(key_digest)
+
+    def maybe_contains(self, key_digest: int) -> bool:
+        return any(bloom.has(key_digest) for bloom in self._filters)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(len(b.array) for b in self._filters)

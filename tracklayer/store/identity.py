@@ -4,7 +4,8 @@ SQLite when several hosts must see one graph.
 
 The hot path reads through an in-memory cache: a request's cache misses are loaded in one
 query, and changed profiles are written by a journal hook inside the same group
-transaction as the events that changed them.
+transaction as the events that changed them. A bloom filter of every key ever stored
+answers "never seen" for a new visitor's ids without asking SQLite at all.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ import msgspec
 
 from tracklayer.model import Profile
 from tracklayer.pipeline.enrich import merge
+from tracklayer.store.bloom import GrowingBloom, digest
+from tracklayer.store.database import in_thread
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Profile).decode
 _CHUNK = 900
 _ABSENT = -1
+# Sizing of the stored-keys filter: a false positive costs only one indexed query.
+_KNOWN_KEYS_PER_FILTER = 1_000_000
+_KNOWN_KEYS_FALSE_POSITIVES = 0.01
 
 
 class IdentityGraph:
@@ -35,24 +41,41 @@ class IdentityGraph:
         self._removed: set[int] = set()
         self._writing: tuple[dict[int, Profile], set[int]] = ({}, set())
         self._next_id = 1
+        self._stored = GrowingBloom(_KNOWN_KEYS_PER_FILTER, _KNOWN_KEYS_FALSE_POSITIVES)
+        self._unstored: dict[str, int] = {}  # key → digest: known absent, not yet written
 
     async def start(self) -> None:
-        async with self.reader.execute("SELECT COALESCE(MAX(id), 0) FROM profiles") as cursor:
-            row = await cursor.fetchone()
-        self._next_id = int(row[0]) + 1 if row else 1
+        def load(connection: sqlite3.Connection) -> int:
+            for (key,) in connection.execute("SELECT key FROM identity_keys"):
+                self._stored.add(digest(key))
+            row = connection.execute("SELECT COALESCE(MAX(id), 0) FROM profiles").fetchone()
+            return int(row[0])
+
+        self._next_id = await in_thread(self.reader, load) + 1
 
     async def lookup(self, keys: Iterable[str]) -> None:
-        """Make sure every key is in the cache (one query for all misses)."""
-        missing = [key for key in set(keys) if key not in self._keys]
+        """Make sure every key is in the cache (one query for all misses that SQLite may
+        hold; keys it never stored are known absent without asking)."""
+        missing = []
+        for key in set(keys):
+            if key in self._keys:
+                continue
+            key_digest = digest(key)
+            if self._stored.maybe_contains(key_digest):
+                missing.append(key)
+            else:
+                self._keys[key] = _ABSENT
+                self._unstored[key] = key_digest
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            async with self.reader.execute(
+            query = (
                 "SELECT k.key, p.id, p.data FROM identity_keys k"
-                f" JOIN profiles p ON p.id = k.profile WHERE k.key IN ({marks})",
-                chunk,
-            ) as cursor:
-                rows = await cursor.fetchall()
+                f" JOIN profiles p ON p.id = k.profile WHERE k.key IN ({marks})"
+            )
+            rows = await in_thread(
+                self.reader, lambda c, q=query, chunk=chunk: c.execute(q, chunk).fetchall()
+            )
             found = set()
             for key, profile_id, data in rows:
                 found.add(key)
@@ -120,6 +143,16 @@ class IdentityGraph:
         self._dirty, self._removed = {}, set()
         profiles = [(p.id, p.updated_at, _encode(p)) for p in dirty.values()]
         keys = [(key, p.id) for p in dirty.values() for key in p.keys]
+        # Into the filter before the commit: a key whose write rolls back costs one query.
+        unstored = self._unstored
+        for key, _ in keys:
+            key_digest = unstored.pop(key, None)
+            if key_digest is not None:
+                self._stored.add(key_digest)
+        if len(unstored) > self.capacity:  # keys looked up but never written anywhere
+            for key_digest in unstored.values():
+                self._stored.add(key_digest)
+            unstored.clear()
         gone = list(removed)
 
         def write(connection: sqlite3.Connection) -> None:
