@@ -2,7 +2,9 @@
 
 The loop waits (event driven: a commit notice, the next retry's due time, or shutdown),
 lingers until a batch is full or its oldest event has waited ``batch.max_wait``, claims due
-outbox rows, and hands them to a send task. Each request takes a token from the
+outbox rows (a read; the rows it holds are kept in memory until their outcome commits, so
+claiming never waits for the writer), and hands them to send tasks, as many batches at
+once as ``max_in_flight`` has free slots. Each request takes a token from the
 destination's bucket; a 429 halves the rate and honours ``Retry-After``; success brings the
 rate back. Every event ends accepted, warning, observed, suppressed, rejected (dead letter)
 or retried with backoff until ``retry.max_attempts`` or ``retry.max_age`` (dead letter).
@@ -38,6 +40,7 @@ from tracklayer.diagnostics import match_quality
 from tracklayer.metrics import Metrics
 from tracklayer.model import OBSERVED, Event, Outcome
 from tracklayer.store import outbox
+from tracklayer.store.database import in_thread
 from tracklayer.store.journal import Journal
 from tracklayer.store.stats import StatsBuffer, latency_bucket
 from tracklayer.token_bucket import TokenBucket
@@ -120,16 +123,7 @@ class Worker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        if self._claimed:
-            claimed = list(self._claimed)
-            self._claimed.clear()
-            try:
-                await self.journal.run(lambda c: outbox.release(c, claimed))
-            except Exception as error:  # the store is closing too; start-up recovers claims
-                log.warning(
-                    "could not release claims",
-                    extra={"fields": {"destination": self.id, "error": str(error)}},
-                )
+        self._claimed.clear()  # unsettled rows stay in the outbox, due again at the next start
         if self._session:
             await self._session.close()
 
@@ -159,7 +153,8 @@ class Worker:
     async def _step(self) -> None:
         now = self.clock()
         if self._known <= 0:
-            due = await outbox.next_due(self.reader, self.id)
+            in_flight = frozenset(self._claimed)
+            due = await in_thread(self.reader, lambda c: outbox.next_due(c, self.id, in_flight))
             if due is None:
                 # Commits notify us; the timeout only catches rows another process queued
                 # (``tracklayer replay`` while the daemon runs).
@@ -177,26 +172,37 @@ class Worker:
                     return
         if self._stopping:
             return
+        # One claim fills every free send slot: a claim waits for a group commit, and under
+        # heavy ingest a commit cycle is long, so claiming one batch per cycle falls behind.
         await self._slots.acquire()
+        slots = 1
+        while slots < self.config.max_in_flight and not self._slots.locked():
+            await self._slots.acquire()
+            slots += 1
+        size = self.batch.max_events
+        wanted = size * (slots if self._known >= size else 1)
+        in_flight = frozenset(self._claimed)
         try:
-            rows = await self.journal.run(
-                lambda c: outbox.claim(c, self.id, self.batch.max_events, self.clock())
+            rows = await in_thread(
+                self.reader, lambda c: outbox.claim(c, self.id, wanted, self.clock(), in_flight)
             )
         except BaseException:
-            self._slots.release()
+            for _ in range(slots):
+                self._slots.release()
             raise
-        if len(rows) < self.batch.max_events:
+        if len(rows) < wanted:
             self._known = 0
         else:
             self._known = max(0, self._known - len(rows))
             self._first_known_at = self.clock()
-        if not rows:
+        batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+        for _ in range(slots - len(batches)):
             self._slots.release()
-            return
         self._claimed.update(row.id for row in rows)
-        task = asyncio.create_task(self._deliver(rows), name=f"send-{self.id}")
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        for batch in batches:  # each send task releases its slot when it ends
+            task = asyncio.create_task(self._deliver(batch), name=f"send-{self.id}")
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
     def _past_linger(self) -> bool:
         return self.clock() >= self._first_known_at + self.batch.max_wait
@@ -225,25 +231,27 @@ class Worker:
                     rows
                 )
             done, retries, dead = self._decide(rows, outcomes)
-            while True:
-                try:
-                    await self.journal.run(
-                        lambda c: outbox.settle(c, self.id, done, retries, dead, self.clock())
-                    )
-                    break
-                except Exception as error:  # store unavailable: keep the claim, try again
-                    if self._stopping:
-                        return  # stop() releases what is still claimed
-                    log.warning(
-                        "cannot record delivery outcome, retrying",
-                        extra={"fields": {"destination": self.id, "error": str(error)}},
-                    )
-                    await asyncio.sleep(1.0)
-            self._claimed.difference_update(row.id for row in rows)
-            if retries:
-                self._wake.set()  # the loop recomputes when the next retry is due
         finally:
+            # The send is over: its slot is free now. The rows stay held (``_claimed``)
+            # until their outcome commits, so no claim can take them meanwhile.
             self._slots.release()
+        while True:
+            try:
+                await self.journal.run(
+                    lambda c: outbox.settle(c, self.id, done, retries, dead, self.clock())
+                )
+                break
+            except Exception as error:  # store unavailable: keep the hold, try again
+                if self._stopping:
+                    return  # unsettled rows stay in the outbox, due again at the next start
+                log.warning(
+                    "cannot record delivery outcome, retrying",
+                    extra={"fields": {"destination": self.id, "error": str(error)}},
+                )
+                await asyncio.sleep(1.0)
+        self._claimed.difference_update(row.id for row in rows)
+        if retries:
+            self._wake.set()  # the loop recomputes when the next retry is due
 
     async def _outcomes(self, events: list[Event]) -> list[Outcome]:
         """One outcome per event: gate, validate, then build, send and classify the rest."""

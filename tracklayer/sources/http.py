@@ -46,19 +46,27 @@ def success(accepted: int, rejected: list[Rejection]) -> web.Response:
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, inflated when gzip, refused past ``limit`` bytes either way."""
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
+    length = request.content_length
+    if length is not None:
+        if length > limit:
             raise too_large(limit)
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        body = await request.read()  # bounded by the Content-Length just checked
+    else:  # chunked: count as it arrives
+        chunks = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            chunks += chunk
+            if len(chunks) > limit:
+                raise too_large(limit)
+        body = bytes(chunks)
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is None:
+        return body
+    encoding = encoding.strip().lower()
     if encoding in ("gzip", "x-gzip"):
-        return inflate(bytes(body), limit)
+        return inflate(body, limit)
     if encoding not in ("", "identity"):
         raise Refusal(400, "invalid_json", f"unsupported Content-Encoding {encoding!r}")
-    return bytes(body)
+    return body
 
 
 def inflate(body: bytes, limit: int) -> bytes:
@@ -80,9 +88,24 @@ def too_large(limit: int, inflated: bool = False) -> Refusal:
     return Refusal(413, "too_large", f"{what} exceeds server.max_body_bytes ({limit} bytes)")
 
 
+_decoded_keys: dict[str, str] = {}  # header value → write key: clients repeat one header
+
+
 def basic_auth_key(request: web.Request) -> str | None:
     """The write key from ``Authorization: Basic`` (``key:`` or plain ``key``), if any."""
     header = request.headers.get("Authorization", "")
+    known = _decoded_keys.get(header)
+    if known is not None:
+        return known
+    key = _basic_auth_key(header)
+    if key is not None:
+        if len(_decoded_keys) >= 1024:  # bounded: unknown keys must not grow it forever
+            _decoded_keys.clear()
+        _decoded_keys[header] = key
+    return key
+
+
+def _basic_auth_key(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         return None

@@ -9,8 +9,9 @@ The whole transaction (dedup confirmation, inserts, delivery bookkeeping, identi
 profiles, COMMIT) runs as one function on the connection's thread: one hop from the event
 loop per group instead of one per statement, so a busy loop never stretches a commit.
 
-Delivery's bookkeeping (claims, completions, retries, dead letters) goes through the same
-writer as small operations, so there is never a second writer contending for the lock.
+Delivery's bookkeeping (completions, retries, dead letters) goes through the same writer
+as small operations, so there is never a second writer contending for the lock. Claiming
+rows is a read: which rows a worker holds lives in its memory.
 """
 
 from __future__ import annotations

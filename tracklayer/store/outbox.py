@@ -8,7 +8,7 @@ connection (async).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import aiosqlite
 import msgspec
@@ -48,20 +48,43 @@ def _marks(values: Sequence[object]) -> str:
 
 
 def claim(
-    connection: sqlite3.Connection, destination: str, limit: int, now: float
+    connection: sqlite3.Connection,
+    destination: str,
+    limit: int,
+    now: float,
+    in_flight: Collection[int] = (),
 ) -> list[Claimed]:
-    """Take up to ``limit`` due rows of ``destination``, oldest first."""
+    """Up to ``limit`` due rows of ``destination``, oldest first, skipping ``in_flight``.
+
+    A read (on the reader connection): which rows a worker holds lives in its memory, not
+    in the table, so claiming never waits for the writer, and a crashed process's holds
+    vanish with it (its rows are simply due again).
+    """
+    ids = _due_ids(connection, destination, limit, now, in_flight)
+    if not ids:
+        return []
     rows = connection.execute(
         "SELECT o.id, o.event, o.attempts, e.body FROM outbox o JOIN events e ON e.id = o.event"
-        " WHERE o.destination = ? AND o.claimed = 0 AND o.due_at <= ?"
-        " ORDER BY o.due_at, o.id LIMIT ?",
-        (destination, now, limit),
+        f" WHERE o.id IN ({_marks(ids)}) ORDER BY o.due_at, o.id",
+        ids,
     ).fetchall()
-    if not rows:
-        return []
-    ids = [row[0] for row in rows]
-    connection.execute(f"UPDATE outbox SET claimed = 1 WHERE id IN ({_marks(ids)})", ids)
     return [Claimed(row[0], row[1], row[2], _decode_event(row[3])) for row in rows]
+
+
+def _due_ids(
+    connection: sqlite3.Connection,
+    destination: str,
+    limit: int,
+    now: float,
+    in_flight: Collection[int],
+) -> list[int]:
+    # Rows in flight are still in the table and due: read past them (on the index only).
+    rows = connection.execute(
+        "SELECT id FROM outbox WHERE destination = ? AND claimed = 0 AND due_at <= ?"
+        " ORDER BY due_at, id LIMIT ?",
+        (destination, now, limit + len(in_flight)),
+    ).fetchall()
+    return [row[0] for row in rows if row[0] not in in_flight][:limit]
 
 
 def settle(
@@ -77,7 +100,7 @@ def settle(
         connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(done)})", list(done))
     if retries:
         connection.executemany(
-            "UPDATE outbox SET claimed = 0, due_at = ?, attempts = ?, last_error = ? WHERE id = ?",
+            "UPDATE outbox SET due_at = ?, attempts = ?, last_error = ? WHERE id = ?",
             [(r.due_at, r.attempts, r.error, r.id) for r in retries],
         )
     if dead:
@@ -93,23 +116,22 @@ def settle(
         connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(ids)})", ids)
 
 
-def release(connection: sqlite3.Connection, ids: Sequence[int]) -> None:
-    """Hand claimed rows back untouched (shutdown with a send still unanswered)."""
-    if ids:
-        connection.execute(f"UPDATE outbox SET claimed = 0 WHERE id IN ({_marks(ids)})", list(ids))
-
-
 def recover_claims(connection: sqlite3.Connection) -> int:
-    """After a crash, rows claimed by the dead process are due again."""
+    """Rows that earlier builds marked claimed in the table are due again (holds now live
+    in the worker's memory, and the column stays 0)."""
     return connection.execute("UPDATE outbox SET claimed = 0 WHERE claimed = 1").rowcount
 
 
-async def next_due(connection: aiosqlite.Connection, destination: str) -> float | None:
-    async with connection.execute(
-        "SELECT MIN(due_at) FROM outbox WHERE destination = ? AND claimed = 0", (destination,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return row[0] if row and row[0] is not None else None
+def next_due(
+    connection: sqlite3.Connection, destination: str, in_flight: Collection[int] = ()
+) -> float | None:
+    """When the earliest row not in flight is due (None: the destination has none)."""
+    rows = connection.execute(
+        "SELECT id, due_at FROM outbox WHERE destination = ? AND claimed = 0"
+        " ORDER BY due_at, id LIMIT ?",
+        (destination, len(in_flight) + 1),
+    ).fetchall()
+    return next((due for row_id, due in rows if row_id not in in_flight), None)
 
 
 async def depths(connection: aiosqlite.Connection) -> dict[str, int]:
