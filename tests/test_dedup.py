@@ -6,7 +6,7 @@ import asyncio
 
 import aiosqlite
 
-from tests.harness import SDK_KEY, base_config, start_app, track, webhook
+from tests.harness import SDK_KEY, base_config, start_app, track, wait_until, webhook
 from tracklayer.store.bloom import TimeSlicedBloom, digest
 from tracklayer.store.database import in_thread, open_database
 from tracklayer.store.dedup import DedupRegistry, as_blob
@@ -83,8 +83,10 @@ async def test_dedup_survives_restart(tmp_path, hook):
     await hook.wait_for(1)
     await app.stop()
 
-    app = await start_app(config)  # the bloom is rebuilt from SQLite
+    app = await start_app(config)  # the bloom is rebuilt from SQLite, in the background
     try:
+        await app.post("/v1/track", track(messageId="persisted"))  # caught while rebuilding
+        await wait_until(lambda: app.app.dedup.complete)
         assert app.app.dedup.bloom.keys >= 1
         await app.post("/v1/track", track(messageId="persisted"))
         await app.post("/v1/track", track(messageId="fresh"))
@@ -119,6 +121,7 @@ async def test_a_bloom_false_positive_never_drops_an_event(tmp_path):
     connection = await open_database(str(tmp_path))
     try:
         registry = DedupRegistry(window=3600, expected_keys=10, false_positive_rate=0.5)
+        registry.complete = True
         registry.bloom.maybe_contains = lambda key, now: True  # a saturated filter
         now = 1_000_000.0
         seen_key, new_key = digest("m:s:seen"), digest("m:s:new")
@@ -168,3 +171,31 @@ async def test_partial_refunds_stay_apart_and_each_is_delivered_once(tmp_path, h
         assert sorted(e["event_id"] for e in events) == ["refund:o-9:rf-1", "refund:o-9:rf-2"]
     finally:
         await app.stop()
+
+
+async def test_the_filter_is_rebuilt_in_steps_and_answers_correctly_meanwhile(tmp_path):
+    """Start-up does not wait for the filter: until it holds the whole window, every key is
+    confirmed in SQLite, so a duplicate is caught even before its key is loaded."""
+    connection = await open_database(str(tmp_path))
+    try:
+        now = 1_000_000.0
+        keys = [digest(f"m:s:{i}") for i in range(25)]
+        await connection.executemany(
+            "INSERT INTO dedup (key, seen_at) VALUES (?, ?)",
+            [(as_blob(k), now - 10) for k in keys] + [(as_blob(digest("m:s:old")), now - 7200)],
+        )
+        registry = DedupRegistry(window=3600, expected_keys=100, false_positive_rate=0.01)
+        fresh = digest("m:s:fresh")
+        found = await in_thread(connection, lambda c: registry.seen(c, [keys[-1], fresh], now))
+        assert found == {keys[-1]} and not registry.complete
+        steps = 0
+        while not await in_thread(connection, lambda c: registry.rebuild_step(c, now, 10)):
+            steps += 1
+            assert not registry.complete
+        assert steps == 2 and registry.complete  # 26 rows, 10 a step
+        assert registry.loaded == 25  # the key from before the window is not loaded
+        assert all(registry.bloom.maybe_contains(k, now) for k in keys)
+        found = await in_thread(connection, lambda c: registry.seen(c, [keys[0], fresh], now))
+        assert found == {keys[0]}
+    finally:
+        await connection.close()

@@ -43,7 +43,7 @@ from tracklayer.sources.segment_webhook import SegmentWebhookSource
 from tracklayer.sources.shopify import ShopifySource
 from tracklayer.store import outbox, retention
 from tracklayer.store import stats as stats_store
-from tracklayer.store.database import connect, in_thread, open_database
+from tracklayer.store.database import StoreUnavailable, connect, in_thread, open_database
 from tracklayer.store.dedup import DedupRegistry
 from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal
@@ -54,6 +54,7 @@ log = logging.getLogger("tracklayer")
 STATS_FLUSH_SECONDS = 5.0
 GAUGE_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
+DEDUP_REBUILD_STEP = 5_000  # keys per step: a step holds the writer for a few ms
 
 
 @web.middleware
@@ -100,7 +101,10 @@ class TrackLayer:
         self.writer = await open_database(storage.path, storage.durability)
         self.reader = await connect(storage.path, storage.durability)
         self.monitor_reader = await connect(storage.path, storage.durability)
-        recovered = await in_thread(self.writer, outbox.recover_claims)
+        destination_ids = [d.id for d in config.destinations]
+        recovered = await in_thread(
+            self.writer, lambda c: outbox.recover_claims(c, destination_ids)
+        )
         if recovered:
             log.info(
                 "recovered claimed rows after an unclean stop",
@@ -108,7 +112,6 @@ class TrackLayer:
             )
         dedup = config.dedup
         self.dedup = DedupRegistry(dedup.window, dedup.expected_keys, dedup.false_positive_rate)
-        loaded = await self.dedup.rebuild(self.writer)
         self.journal = Journal(self.writer, self.dedup, on_commit=self._on_commit)
         self.graph = IdentityGraph(self.reader)
         await self.graph.start()
@@ -120,9 +123,10 @@ class TrackLayer:
         await self._start_http()
         self._background = [
             asyncio.create_task(self._every(STATS_FLUSH_SECONDS, self.flush_stats), name="stats"),
-            asyncio.create_task(self._every(GAUGE_SECONDS, self._update_gauges), name="gauges"),
+            asyncio.create_task(self._refresh_gauges(), name="gauges"),
             asyncio.create_task(self._every(RETENTION_SECONDS, self._sweep), name="retention"),
             asyncio.create_task(self._watch_anomalies(), name="anomalies"),
+            asyncio.create_task(self._rebuild_dedup(), name="dedup-rebuild"),
         ]
         self._ready = True
         log.info(
@@ -132,7 +136,6 @@ class TrackLayer:
                     "listen": self.addresses,
                     "sources": [s.id for s in config.sources],
                     "destinations": [d.id for d in config.destinations],
-                    "dedup_keys_loaded": loaded,
                 }
             },
         )
@@ -330,9 +333,51 @@ class TrackLayer:
                 self.stats.restore(rows)  # the next flush tries again
                 raise
 
+    async def _rebuild_dedup(self) -> None:
+        """Fill the dedup filter from the table in steps between group commits, so a big
+        registry never delays start-up (until it is full, every key is checked in SQLite)."""
+        started = last_report = time.monotonic()
+        while not self._stopping:
+            try:
+                done = await self.journal.run(
+                    lambda c: self.dedup.rebuild_step(c, time.time(), DEDUP_REBUILD_STEP)
+                )
+            except StoreUnavailable:
+                await asyncio.sleep(1.0)
+                continue
+            if done:
+                log.info(
+                    "dedup filter rebuilt",
+                    extra={
+                        "fields": {
+                            "keys": self.dedup.loaded,
+                            "seconds": round(time.monotonic() - started, 2),
+                        }
+                    },
+                )
+                return
+            if time.monotonic() - last_report > 5:
+                last_report = time.monotonic()
+                log.info("rebuilding dedup filter", extra={"fields": {"keys": self.dedup.loaded}})
+
+    async def _refresh_gauges(self) -> None:
+        """The outbox and dead-letter gauges, every GAUGE_SECONDS or, when counting takes
+        long (a backlog of millions), less often: counting never takes over 2 % of the
+        monitoring connection, which claims and identity lookups do not share."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self._update_gauges()
+            except Exception as problem:  # logged; the next round tries again
+                log.warning(
+                    "background task failed",
+                    extra={"fields": {"task": "gauges", "error": str(problem)}},
+                )
+            await asyncio.sleep(max(GAUGE_SECONDS, 50 * (time.monotonic() - started)))
+
     async def _update_gauges(self) -> None:
-        depths = await outbox.depths(self.reader)
-        dead = await outbox.dead_letter_counts(self.reader)
+        depths = await outbox.depths(self.monitor_reader)
+        dead = await outbox.dead_letter_counts(self.monitor_reader)
         for destination in self.workers:
             self.metrics.outbox_depth.labels(destination).set(depths.get(destination, 0))
             self.metrics.dead_letters.labels(destination).set(dead.get(destination, 0))

@@ -14,9 +14,11 @@ def gather(
 ) -> dict[str, str]:
     """Click ids: the source's own values win, then the page URL, the campaign, and last
     the referrer (``urls`` in that order of trust, the referrer last)."""
+    url_list = list(urls)
+    if not stated and not campaign and not any(isinstance(u, str) and "=" in u for u in url_list):
+        return {}  # no parameter anywhere: the common case, answered without parsing
     found: dict[str, str] = {}
     sources: list[Mapping[str, str]] = [stated]
-    url_list = list(urls)
     if url_list:
         sources.append(click_ids.from_url(url_list[0]))
     sources.append(click_ids.from_campaign(campaign))

@@ -7,16 +7,10 @@ a "maybe" is confirmed in the table, so a bloom false positive never drops an ev
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import time
 from collections.abc import Iterable
 
-import aiosqlite
-
 from tracklayer.store.bloom import TimeSlicedBloom, digest
-
-log = logging.getLogger("tracklayer.store.dedup")
 
 _CHUNK = 900  # SQLite's default parameter limit is well above this; keeps statements small
 
@@ -39,34 +33,47 @@ class DedupRegistry:
     def __init__(self, window: float, expected_keys: int, false_positive_rate: float) -> None:
         self.window = window
         self.bloom = TimeSlicedBloom(window, expected_keys, false_positive_rate)
+        # Until the filter holds every key of the window, a "no" from it proves nothing:
+        # every key is confirmed in SQLite meanwhile (correct, only slower).
+        self.complete = False
         self.confirmations = 0  # bloom "maybe" answers checked in SQLite
         self.false_positives = 0  # of those, keys SQLite had never seen
+        self._rebuild_after = b""  # keyset position of the rebuild
+        self.loaded = 0
 
-    async def rebuild(self, connection: aiosqlite.Connection, now: float | None = None) -> int:
-        """Reload the bloom from the table after a start; logs progress for big registries."""
-        now = time.time() if now is None else now
+    def rebuild_step(self, connection: sqlite3.Connection, now: float, limit: int) -> bool:
+        """Load the next ``limit`` keys of the window into the filter; True when done.
+
+        Runs as a journal operation, on the writer's thread, like every other change to the
+        filter, so start-up need not wait for the whole table: the daemon serves at once
+        and the filter fills in steps between group commits.
+        """
+        rows = connection.execute(
+            "SELECT key, seen_at FROM dedup WHERE key > ? ORDER BY key LIMIT ?",
+            (self._rebuild_after, limit),
+        ).fetchall()
         since = now - self.window
-        loaded = 0
-        started = time.monotonic()
-        async with connection.execute(
-            "SELECT key, seen_at FROM dedup WHERE seen_at >= ?", (since,)
-        ) as cursor:
-            while rows := await cursor.fetchmany(50_000):
-                for key, seen_at in rows:
-                    self.bloom.add(int.from_bytes(key, "big"), seen_at)
-                loaded += len(rows)
-                if time.monotonic() - started > 2:
-                    log.info("rebuilding dedup filter", extra={"fields": {"loaded": loaded}})
-                    started = time.monotonic()
-        return loaded
+        add = self.bloom.add
+        for key, seen_at in rows:
+            if seen_at >= since:
+                add(int.from_bytes(key, "big"), seen_at)
+                self.loaded += 1
+        if len(rows) < limit:
+            self.complete = True
+            return True
+        self._rebuild_after = rows[-1][0]
+        return False
 
     def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
         """The subset of ``digests`` seen within the window: bloom first, then SQLite (run
         inside the writer's transaction, so it sees the group's own earlier rows)."""
-        maybe = [d for d in set(digests) if self.bloom.maybe_contains(d, now)]
+        if self.complete:
+            maybe = [d for d in set(digests) if self.bloom.maybe_contains(d, now)]
+            self.confirmations += len(maybe)
+        else:
+            maybe = list(set(digests))
         if not maybe:
             return set()
-        self.confirmations += len(maybe)
         found: set[int] = set()
         since = now - self.window
         for start in range(0, len(maybe), _CHUNK):
@@ -75,7 +82,8 @@ class DedupRegistry:
             query = f"SELECT key FROM dedup WHERE key IN ({marks}) AND seen_at >= ?"
             rows = connection.execute(query, [*map(as_blob, chunk), since]).fetchall()
             found.update(int.from_bytes(row[0], "big") for row in rows)
-        self.false_positives += len(maybe) - len(found)
+        if self.complete:
+            self.false_positives += len(maybe) - len(found)
         return found
 
     def remember(self, digests: Iterable[int], now: float) -> list[tuple[bytes, float]]:

@@ -116,10 +116,15 @@ def settle(
         connection.execute(f"DELETE FROM outbox WHERE id IN ({_marks(ids)})", ids)
 
 
-def recover_claims(connection: sqlite3.Connection) -> int:
+def recover_claims(connection: sqlite3.Connection, destinations: Sequence[str]) -> int:
     """Rows that earlier builds marked claimed in the table are due again (holds now live
-    in the worker's memory, and the column stays 0)."""
-    return connection.execute("UPDATE outbox SET claimed = 0 WHERE claimed = 1").rowcount
+    in the worker's memory, and the column stays 0). Per destination, on the index."""
+    return sum(
+        connection.execute(
+            "UPDATE outbox SET claimed = 0 WHERE destination = ? AND claimed = 1", (destination,)
+        ).rowcount
+        for destination in destinations
+    )
 
 
 def next_due(
