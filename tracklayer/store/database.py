@@ -30,10 +30,11 @@ async def in_thread(connection: aiosqlite.Connection, work: Callable[[sqlite3.Co
     return await connection._execute(lambda: work(connection._conn))
 
 
-# Page cache per connection (KiB). The dedup and identity tables are keyed by random
-# digests, so inserts touch pages all over their b-trees: past the default 2 MiB cache
-# every insert would read pages back through the OS.
-CACHE_KIB = 32 * 1024
+# The writer's page cache (KiB). The dedup and identity tables are keyed by random
+# digests, so inserts touch pages all over their b-trees: past SQLite's default 2 MiB
+# every insert would read pages back through the OS. Readers keep the default: their
+# scans (gauges, reports) would only fill a big cache with pages read once.
+WRITER_CACHE_KIB = 32 * 1024
 
 
 class StoreUnavailable(Exception):
@@ -50,12 +51,12 @@ async def connect(directory: str, durability: str = "process") -> aiosqlite.Conn
     await connection.execute(f"PRAGMA synchronous = {synchronous}")
     await connection.execute("PRAGMA busy_timeout = 10000")
     await connection.execute("PRAGMA foreign_keys = OFF")
-    await connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return connection
 
 
 async def open_database(directory: str, durability: str = "process") -> aiosqlite.Connection:
     """Connect and migrate; the connection returned is the single writer's."""
     connection = await connect(directory, durability)
+    await connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     await migrate(connection)
     return connection
