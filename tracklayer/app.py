@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 import signal
+import sqlite3
 import ssl
 import time
 from collections import Counter
@@ -54,7 +55,7 @@ log = logging.getLogger("tracklayer")
 STATS_FLUSH_SECONDS = 5.0
 GAUGE_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
-DEDUP_REBUILD_STEP = 5_000  # keys per step: a step holds the writer for a few ms
+DEDUP_STEP = 5_000  # keys per dedup rebuild step: a step holds the writer for a few ms
 
 
 @web.middleware
@@ -336,29 +337,29 @@ class TrackLayer:
     async def _rebuild_dedup(self) -> None:
         """Fill the dedup filter from the table in steps between group commits, so a big
         registry never delays start-up (until it is full, every key is checked in SQLite)."""
+        dedup = self.dedup
         started = last_report = time.monotonic()
-        while not self._stopping:
+        while not self._stopping and not dedup.complete:
             try:
-                done = await self.journal.run(
-                    lambda c: self.dedup.rebuild_step(c, time.time(), DEDUP_REBUILD_STEP)
-                )
-            except StoreUnavailable:
+                await self._rebuild_dedup_step(dedup)
+            except (StoreUnavailable, sqlite3.Error) as problem:
+                log.warning("dedup rebuild step failed", extra={"fields": {"error": str(problem)}})
                 await asyncio.sleep(1.0)
-                continue
-            if done:
-                log.info(
-                    "dedup filter rebuilt",
-                    extra={
-                        "fields": {
-                            "keys": self.dedup.loaded,
-                            "seconds": round(time.monotonic() - started, 2),
-                        }
-                    },
-                )
-                return
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
-                log.info("rebuilding dedup filter", extra={"fields": {"keys": self.dedup.loaded}})
+                log.info("rebuilding dedup filter", extra={"fields": {"keys": dedup.loaded}})
+        if dedup.complete:
+            seconds = round(time.monotonic() - started, 2)
+            log.info(
+                "dedup filter rebuilt", extra={"fields": {"keys": dedup.loaded, "seconds": seconds}}
+            )
+
+    async def _rebuild_dedup_step(self, dedup: DedupRegistry) -> None:
+        # read on the monitoring connection (the scan stays out of the writer's cache), load
+        # on the writer's thread (the only thread that touches the filter)
+        rows = await in_thread(self.monitor_reader, lambda c: dedup.rebuild_rows(c, DEDUP_STEP))
+        last = len(rows) < DEDUP_STEP
+        await self.journal.run(lambda c: dedup.rebuild_load(rows, time.time(), last))
 
     async def _refresh_gauges(self) -> None:
         """The outbox and dead-letter gauges, every GAUGE_SECONDS or, when counting takes

@@ -34,7 +34,7 @@ async def in_thread(connection: aiosqlite.Connection, work: Callable[[sqlite3.Co
 # digests, so inserts touch pages all over their b-trees: past SQLite's default 2 MiB
 # every insert would read pages back through the OS. Readers keep the default: their
 # scans (gauges, reports) would only fill a big cache with pages read once.
-WRITER_CACHE_KIB = 32 * 1024
+WRITER_CACHE_KIB = 16 * 1024
 
 
 class StoreUnavailable(Exception):

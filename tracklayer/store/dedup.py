@@ -41,28 +41,31 @@ class DedupRegistry:
         self._rebuild_after = b""  # keyset position of the rebuild
         self.loaded = 0
 
-    def rebuild_step(self, connection: sqlite3.Connection, now: float, limit: int) -> bool:
-        """Load the next ``limit`` keys of the window into the filter; True when done.
-
-        Runs as a journal operation, on the writer's thread, like every other change to the
-        filter, so start-up need not wait for the whole table: the daemon serves at once
-        and the filter fills in steps between group commits.
-        """
-        rows = connection.execute(
+    def rebuild_rows(self, connection: sqlite3.Connection, limit: int) -> list[tuple]:
+        """The next ``limit`` rows of the table (key order), for ``rebuild_load``. Read on a
+        reader connection, so the scan does not fill the writer's page cache."""
+        return connection.execute(
             "SELECT key, seen_at FROM dedup WHERE key > ? ORDER BY key LIMIT ?",
             (self._rebuild_after, limit),
         ).fetchall()
+
+    def rebuild_load(self, rows: list[tuple], now: float, last: bool) -> None:
+        """Add the window's keys among ``rows`` to the filter; ``last``: the table is done.
+
+        Runs as a journal operation, on the writer's thread like every other change to the
+        filter, so start-up need not wait for the whole table: the daemon serves at once
+        and the filter fills in steps between group commits.
+        """
         since = now - self.window
         add = self.bloom.add
         for key, seen_at in rows:
             if seen_at >= since:
                 add(int.from_bytes(key, "big"), seen_at)
                 self.loaded += 1
-        if len(rows) < limit:
+        if rows:  # moved on only once loaded: a failed step reads the same rows again
+            self._rebuild_after = rows[-1][0]
+        if last:
             self.complete = True
-            return True
-        self._rebuild_after = rows[-1][0]
-        return False
 
     def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
         """The subset of ``digests`` seen within the window: bloom first, then SQLite (run
