@@ -203,6 +203,7 @@ _LOCAL_FORBIDDEN = frozenset('()<>[]\\,;:"@')
 # or control character anywhere, no forbidden character in the local part, and every domain
 # label 1-63 letters, digits or inner hyphens.
 _ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASCII_LOCAL_FORBIDDEN = re.compile(r'[()<>\[\]\\,;:"@]')
 _ASCII_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -701,7 +702,10 @@ def _external_id(text: str) -> Normalized:
     # every channel. [meta-cpb] getNormalizedExternalID lowercases and removes whitespace,
     # so ids hashed here match those Meta's own libraries hash in the browser.
     result = "".join(text.lower().split())
-    if any(unicodedata.category(c)[0] == "C" for c in result):
+    if result.isascii():
+        if _ASCII_CONTROL.search(result):
+            return Normalized(None, "invalid_external_id")
+    elif any(unicodedata.category(c)[0] == "C" for c in result):
         return Normalized(None, "invalid_external_id")
     return Normalized(result, None)
 
