@@ -897,3 +897,17 @@ async def test_new_daemon_after_abuse_has_a_consistent_store(tmp_path):
         assert await stored_event_ids(again.app) == {"reopened"}
     finally:
         await again.stop()
+
+
+async def test_a_mangled_fbclid_is_dropped_not_a_500(running, hook):
+    """Found by the coverage-guided fuzz run (bench/fuzz.py): an fbclid that cannot make an
+    fbc raised inside the canonicaliser, so the request was answered 500 and Segment's
+    clients would have retried it forever. Now the event is stored, without an fbc."""
+    page = {"url": "https://shop.example.com/p/1?fbclid=IwAR((((((((&gclid=Cj0KCQ_abc-1"}
+    raw = dumps(track(messageId="mangled-fbclid", context={"page": page}))
+    status, body, _ = await request("POST", running.url + "/v1/track", raw, basic(WRITE_KEY))
+    assert (status, body) == (200, {"success": True})
+    [event] = await hook.wait_for(1)
+    assert event["message_id"] == "mangled-fbclid"
+    assert "fbc" not in event["user"]
+    assert event["user"]["click_ids"]["gclid"] == "Cj0KCQ_abc-1"

@@ -35,7 +35,10 @@ def with_browser_ids(user: User, clicks: dict[str, str], received_at: float) -> 
     did not forward one (Meta: ``fb.1.<ms of the click>.<fbclid>``, case kept)."""
     fbc = user.fbc
     if not fbc and clicks.get("fbclid"):
-        fbc = click_ids.fbc_from_fbclid(clicks["fbclid"], int(received_at * 1000))
+        try:
+            fbc = click_ids.fbc_from_fbclid(clicks["fbclid"], int(received_at * 1000))
+        except ValueError:  # a mangled fbclid ("IwAR((((") makes no fbc; the event stays
+            fbc = ""
     if fbc and not click_ids.is_valid_fbc(fbc):
         fbc = ""
     fbp = user.fbp if user.fbp and click_ids.is_valid_fbp(user.fbp) else ""

@@ -129,10 +129,13 @@ def enrich(event: Event, profile: Profile, windows: Mapping[str, float], keep_ra
     fbclid = profile.click_ids.get("fbclid")
     if fbclid and user.click_ids.get("fbclid") == fbclid.value:
         own_fbc = user.fbc
-        derived = click_ids.fbc_from_fbclid(fbclid.value, int(fbclid.first * 1000))
+        try:
+            derived = click_ids.fbc_from_fbclid(fbclid.value, int(fbclid.first * 1000))
+        except ValueError:  # a mangled fbclid makes no fbc
+            derived = ""
         # Our own fbc for this click (built from its first sight) stays the same on every
         # event, so Meta sees one click; a browser-forwarded fbc is left as it came.
-        if not own_fbc or own_fbc.endswith("." + fbclid.value):
+        if derived and (not own_fbc or own_fbc.endswith("." + fbclid.value)):
             user.fbc = derived
     if not user.fbc:
         cookie = profile.click_ids.get("fbc")
