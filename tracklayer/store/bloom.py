@@ -18,12 +18,13 @@ class BloomSlice:
     digest: probe i is ``(low + i * high) % bits``, walked incrementally so a lookup of an
     absent key (the common case) stops at its first clear bit."""
 
-    __slots__ = ("array", "bits", "count", "hashes")
+    __slots__ = ("array", "bits", "capacity", "count", "hashes")
 
-    def __init__(self, bits: int, hashes: int) -> None:
+    def __init__(self, bits: int, hashes: int, capacity: int) -> None:
         self.array = bytearray((bits + 7) // 8)
         self.bits = bits
         self.hashes = hashes
+        self.capacity = capacity  # keys it was sized for
         self.count = 0
 
     def add(self, key_digest: int) -> None:
@@ -67,8 +68,10 @@ class TimeSlicedBloom:
 
     Sized so that a lookup across every live slice stays within ``false_positive_rate`` when
     ``expected_keys`` arrive per window. A span that receives more than its share (a spike)
-    grows another filter instead of saturating, so the error rate holds under bursts at the
-    cost of memory, like a scalable bloom filter.
+    grows another filter instead of saturating, like a scalable bloom filter (Almeida et
+    al., 2007): each added filter holds twice the keys of the one before at half its error
+    rate, so however large the overload, a span's error stays under twice its share and a
+    lookup probes only a logarithmic number of filters.
     """
 
     def __init__(
@@ -82,8 +85,17 @@ class TimeSlicedBloom:
         )
         self.keep = slices + 1
         self.capacity = max(1, math.ceil(expected_keys / slices))
+        self._rate = false_positive_rate / (slices + 1)
         self._slices: dict[int, list[BloomSlice]] = {}
         self._newest = -(2**62)
+
+    def _filter(self, level: int) -> BloomSlice:
+        """A span's filter number ``level`` (0 first): 2**level the keys at 1/2**level the rate."""
+        if level == 0:
+            return BloomSlice(self.bits, self.hashes, self.capacity)
+        capacity = self.capacity << level
+        bits, hashes = optimal_size(capacity, self._rate / (1 << level))
+        return BloomSlice(bits, hashes, capacity)
 
     def add(self, key_digest: int, seen_at: float) -> None:
         """Remember a key seen at ``seen_at``; keys already outside the window are skipped."""
@@ -92,13 +104,13 @@ class TimeSlicedBloom:
             return
         filters = self._slices.get(index)
         if filters is None:
-            filters = self._slices[index] = [BloomSlice(self.bits, self.hashes)]
+            filters = self._slices[index] = [self._filter(0)]
             if index > self._newest:
                 self._newest = index
                 for stale in [i for i in self._slices if i < index - self.keep + 1]:
                     del self._slices[stale]
-        elif filters[-1].count >= self.capacity:
-            filters.append(BloomSlice(self.bits, self.hashes))
+        elif filters[-1].count >= filters[-1].capacity:
+            filters.append(self._filter(len(filters)))
         filters[-1].add(key_digest)
 
     def maybe_contains(self, key_digest: int, now: float) -> bool:
@@ -128,11 +140,11 @@ class GrowingBloom:
     def __init__(self, capacity: int, false_positive_rate: float) -> None:
         self.capacity = max(1, capacity)
         self.bits, self.hashes = optimal_size(self.capacity, false_positive_rate)
-        self._filters = [BloomSlice(self.bits, self.hashes)]
+        self._filters = [BloomSlice(self.bits, self.hashes, self.capacity)]
 
     def add(self, key_digest: int) -> None:
         if self._filters[-1].count >= self.capacity:
-            self._filters.append(BloomSlice(self.bits, self.hashes))
+            self._filters.append(BloomSlice(self.bits, self.hashes, self.capacity))
         self._filters[-1].add(key_digest)
 
     def maybe_contains(self, key_digest: int) -> bool:
