@@ -219,3 +219,35 @@ async def wait_for_requests(fake: FakeWebhook, count: int, timeout: float) -> No
     while len(fake.requests) < count:
         assert time.monotonic() < deadline, f"only {len(fake.requests)} requests arrived"
         await asyncio.sleep(0.02)
+
+
+async def test_stop_is_prompt_when_every_send_slot_waits_for_a_token(tmp_path, hook, monkeypatch):
+    """A paused bucket (a throttled platform's retry-after of minutes) keeps every send slot
+    busy; stopping must still end within the send timeout, and nothing is lost: the rows
+    that were held are delivered after a restart. (It used to wait for a slot forever.)"""
+    from tracklayer.delivery import worker
+
+    monkeypatch.setattr(worker, "STOP_SECONDS", 0.5)
+    held = webhook(
+        hook.url,
+        rate_limit={"rps": 0.001, "burst": 1},  # one token now, the next in 1,000 s
+        batch={"max_events": 1, "max_wait": "0s"},
+        max_in_flight=2,
+    )
+    config = base_config(tmp_path, destinations=[held])
+    app = await start_app(config)
+    await send(app, 5)
+    await hook.wait_for(1)
+    await asyncio.sleep(0.3)  # both slots now wait for a token, the loop for a slot
+    started = time.monotonic()
+    await app.stop()
+    assert time.monotonic() - started < 5
+    assert len(hook.accepted_events) == 1
+
+    config["destinations"][0].pop("rate_limit")
+    app = await start_app(config)
+    try:
+        events = await hook.wait_for(5)
+        assert sorted(e["message_id"] for e in events) == [f"m-{i}" for i in range(5)]
+    finally:
+        await app.stop()

@@ -48,6 +48,7 @@ from tracklayer.token_bucket import TokenBucket
 log = logging.getLogger("tracklayer.delivery")
 
 IDLE_RECHECK_SECONDS = 5.0
+STOP_SECONDS = 10.0  # how long a stop lets sends in flight finish
 SETTLED = {"accepted", "warning", "observed", "suppressed"}
 
 
@@ -111,15 +112,19 @@ class Worker:
             )
         self._task = asyncio.create_task(self._run(), name=f"deliver-{self.id}")
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop claiming; let sends in flight finish for up to ``timeout`` seconds, then cancel
-        them and hand their rows back to the outbox."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; let sends in flight finish for up to ``timeout`` seconds
+        (``STOP_SECONDS``), then cancel them: their rows stay in the outbox, due again."""
         self._stopping = True
         self._wake.set()
         if self._task:
+            # The loop may be waiting for a send slot that a paused bucket keeps busy; it
+            # holds nothing a cancel could lose (a claim is a read; slots are given back).
+            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._sends:
-            _, late = await asyncio.wait(self._sends, timeout=timeout)
+            wait = STOP_SECONDS if timeout is None else timeout
+            _, late = await asyncio.wait(self._sends, timeout=wait)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
