@@ -29,6 +29,7 @@ Our rules where the documentation leaves a choice:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -493,7 +494,9 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+@functools.lru_cache(maxsize=8192)
 def _is_ip(value: str) -> bool:
+    """Cached: a visitor's address repeats across their events, and parsing it is slow."""
     try:
         ipaddress.ip_address(value)
     except ValueError:
