@@ -98,7 +98,7 @@ def tail(path: Path, lines: int = 20) -> str:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _machine_ticks() -> tuple[int, int, int]:
+def machine_ticks() -> tuple[int, int, int]:
     """(busy, steal, total) jiffies of all CPUs from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
@@ -106,7 +106,7 @@ def _machine_ticks() -> tuple[int, int, int]:
     return busy, steal, busy + idle + iowait + steal
 
 
-def _process_ticks(pid: int | None, main_thread: bool = False) -> int:
+def process_ticks(pid: int | None, main_thread: bool = False) -> int:
     """utime + stime of a running process (all its threads, or only its main thread)."""
     if not pid:
         return 0
@@ -125,17 +125,17 @@ class CpuMeter:
 
     def __init__(self, server_pid: int | None) -> None:
         self.server_pid = server_pid
-        self.machine = _machine_ticks()
-        self.server = _process_ticks(server_pid)
-        self.server_main = _process_ticks(server_pid, main_thread=True)
+        self.machine = machine_ticks()
+        self.server = process_ticks(server_pid)
+        self.server_main = process_ticks(server_pid, main_thread=True)
         self.children = os.times()
         self.wall = time.monotonic()
 
     def result(self) -> dict:
         busy0, steal0, total0 = self.machine
-        busy1, steal1, total1 = _machine_ticks()
-        server = (_process_ticks(self.server_pid) - self.server) / TICK
-        main = (_process_ticks(self.server_pid, main_thread=True) - self.server_main) / TICK
+        busy1, steal1, total1 = machine_ticks()
+        server = (process_ticks(self.server_pid) - self.server) / TICK
+        main = (process_ticks(self.server_pid, main_thread=True) - self.server_main) / TICK
         now = os.times()
         wrk = (
             now.children_user
