@@ -198,7 +198,9 @@ class Worker:
         if len(rows) < wanted:
             self._known = 0
         else:
-            self._known = max(0, self._known - len(rows))
+            # a full claim: more rows are probably due; the next claim finds out (and one
+            # that comes back short resets this), so a backlog drains without polling
+            self._known = max(size, self._known - len(rows))
             self._first_known_at = self.clock()
         batches = [rows[i : i + size] for i in range(0, len(rows), size)]
         for _ in range(slots - len(batches)):
