@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from urllib.parse import urlencode
 
@@ -285,7 +286,13 @@ def test_from_url_never_raises_and_returns_clean_values(url):
 )
 def test_click_ids_round_trip_through_a_url_exactly(ids, noise):
     url = "https://shop.example.com/p?" + urlencode({**noise, **ids})
-    assert c.from_url(url) == {c.CLICK_ID_PARAMS[param]: value for param, value in ids.items()}
+    expected = {
+        c.CLICK_ID_PARAMS[param]: value
+        for param, value in ids.items()
+        # an fbclid outside Meta's alphabet can make no fbc, so it is not taken at all
+        if c.CLICK_ID_PARAMS[param] != "fbclid" or re.fullmatch(r"[A-Za-z0-9_-]+", value)
+    }
+    assert c.from_url(url) == expected
 
 
 @given(st.dictionaries(st.one_of(st.text(), st.integers()), st.one_of(st.text(), st.none())))

@@ -47,6 +47,8 @@ CLICK_ID_PARAMS: dict[str, str] = {
 # Longest value accepted. Real click ids are well under 200 characters; anything this long
 # is a mangled URL or an attack, not a click.
 MAX_VALUE_LENGTH = 500
+# An fbc is "fb.<index>.<13-digit ms>.<fbclid>": room for the longest fbclid we accept.
+MAX_FBC_LENGTH = MAX_VALUE_LENGTH + len("fb.99.1234567890123.")
 
 _DAY = 86_400.0
 
@@ -130,6 +132,8 @@ def _collect(pairs: Iterable[tuple[object, object]]) -> dict[str, str]:
         if key is None:
             key, found = _BY_LOWERCASE_NAME.get(name.strip().lower()), loose
         value = _clean(raw) if key is not None else None
+        if key == "fbclid" and value is not None and _FBCLID.fullmatch(value) is None:
+            value = None  # "abc.def" can make no fbc: Meta's click ids are [A-Za-z0-9_-]
         if key is not None and value is not None:
             found.setdefault(key, value)
     return {**loose, **exact}
@@ -190,7 +194,7 @@ def is_valid_fbc(value: object) -> bool:
     """Whether ``value`` has the shape of an ``_fbc`` cookie: fb.<index>.<ms>.<fbclid>."""
     return (
         isinstance(value, str)
-        and len(value) <= MAX_VALUE_LENGTH
+        and len(value) <= MAX_FBC_LENGTH
         and _FBC.fullmatch(value) is not None
     )
 

@@ -118,6 +118,8 @@ def _prepare(value: object, accept: tuple[type, ...]) -> Normalized:
     if isinstance(value, str):
         text = value
     elif int in accept and isinstance(value, int):
+        if value.bit_length() > 4 * _MAX_INPUT:  # far past any id, and str() may refuse it
+            return Normalized(None, "too_long")
         text = str(value)
     elif date in accept and isinstance(value, date):
         text = (value.date() if isinstance(value, datetime) else value).isoformat()
@@ -151,7 +153,13 @@ def _field(*accept: type) -> Callable[[_Core], _Core]:
                     return prepared
                 if is_sha256_hex(prepared.value):
                     return Normalized(prepared.value.lower(), None)
-                return rule(prepared.value, **options)
+                result = rule(prepared.value, **options)
+                if result.value is not None:
+                    if len(result.value) > _MAX_INPUT:  # a case mapping grew it ("İ" → "i̇")
+                        return Normalized(None, "too_long")
+                    if is_sha256_hex(result.value):  # would pass for a sender's digest
+                        return Normalized(None, "looks_hashed")
+                return result
             except Exception:  # the promise is "never raises": a bug drops the value
                 return Normalized(None, "internal_error")
 
@@ -619,8 +627,9 @@ def _day_month(first: int, second: int, *, month_first: bool) -> tuple[int, int]
 def _worded_date(text: str) -> tuple[int, int, int] | None:
     """(year, month, day) from "16 February 1997", "Feb 16th, 1997" and the like."""
     tokens = _DATE_TOKEN.findall(text.casefold())
-    words = [t for t in tokens if not t.isdigit() and t not in _DATE_FILLER]
-    numbers = [t for t in tokens if t.isdigit()]
+    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses
+    words = [t for t in tokens if not t.isdecimal() and t not in _DATE_FILLER]
+    numbers = [t for t in tokens if t.isdecimal()]
     if len(words) != 1 or words[0] not in _MONTHS or len(numbers) != 2:
         return None
     years = [int(n) for n in numbers if len(n) == 4]
