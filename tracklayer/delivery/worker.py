@@ -49,6 +49,7 @@ log = logging.getLogger("tracklayer.delivery")
 
 IDLE_RECHECK_SECONDS = 5.0
 STOP_SECONDS = 10.0  # how long a stop lets sends in flight finish
+HOLD_MIN_ROWS = 2_000
 SETTLED = {"accepted", "warning", "observed", "suppressed"}
 
 
@@ -86,7 +87,12 @@ class Worker:
         self._stopping = False
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._sends: set[asyncio.Task] = set()
-        self._claimed: set[int] = set()
+        self._claimed: set[int] = set()  # held: being sent, or sent and not yet settled
+        # Sends free their slot before their outcome commits, so held rows are bounded apart
+        # from the slots: two rounds of full batches, and never under HOLD_MIN_ROWS, so small
+        # batches keep sending through a long commit cycle (a few MB of events at most).
+        self._hold_limit = max(HOLD_MIN_ROWS, 2 * config.max_in_flight * self.batch.max_events)
+        self._settled = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
         metrics.destination_healthy.labels(self.id).set(1)
@@ -175,6 +181,9 @@ class Worker:
                 await self._sleep(linger, until_full=True)
                 if self._known < self.batch.max_events and not self._past_linger():
                     return
+        while len(self._claimed) >= self._hold_limit and not self._stopping:
+            self._settled.clear()  # outcomes are waiting for a commit: let them land first
+            await self._settled.wait()
         if self._stopping:
             return
         # One claim fills every free send slot: a claim waits for a group commit, and under
@@ -257,6 +266,7 @@ class Worker:
                 )
                 await asyncio.sleep(1.0)
         self._claimed.difference_update(row.id for row in rows)
+        self._settled.set()
         if retries:
             self._wake.set()  # the loop recomputes when the next retry is due
 
