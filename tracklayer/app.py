@@ -146,7 +146,7 @@ class TrackLayer:
             destination,
             destinations.create(destination),
             self.journal,
-            self.reader,
+            lambda: connect(self.config.storage.path, self.config.storage.durability),
             self.metrics,
             self.stats,
             live=self.live,

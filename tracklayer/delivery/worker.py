@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -61,7 +61,7 @@ class Worker:
         config: DestinationConfig,
         plugin: Destination,
         journal: Journal,
-        reader: aiosqlite.Connection,
+        open_reader: Callable[[], Awaitable[aiosqlite.Connection]],
         metrics: Metrics,
         stats: StatsBuffer,
         clock: Callable[[], float] = time.time,
@@ -70,7 +70,10 @@ class Worker:
         self.config = config
         self.plugin = plugin
         self.journal = journal
-        self.reader = reader
+        # Its own read connection (and so its own SQLite thread): a destination whose claims
+        # read past thousands of held rows never makes another destination's claims wait.
+        self._open_reader = open_reader
+        self.reader: aiosqlite.Connection | None = None
         self.metrics = metrics
         self.stats = stats
         self.clock = clock
@@ -137,6 +140,9 @@ class Worker:
         self._claimed.clear()  # unsettled rows stay in the outbox, due again at the next start
         if self._session:
             await self._session.close()
+        if self.reader is not None:
+            await self.reader.close()
+            self.reader = None
 
     def notify(self, count: int) -> None:
         """The journal committed ``count`` new rows for this destination."""
@@ -151,6 +157,8 @@ class Worker:
     async def _run(self) -> None:
         while not self._stopping:
             try:
+                if self.reader is None:
+                    self.reader = await self._open_reader()
                 await self._step()
             except asyncio.CancelledError:
                 raise
