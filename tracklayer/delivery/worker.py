@@ -74,6 +74,7 @@ class Worker:
         # read past thousands of held rows never makes another destination's claims wait.
         self._open_reader = open_reader
         self.reader: aiosqlite.Connection | None = None
+        self._opening: asyncio.Future | None = None
         self.metrics = metrics
         self.stats = stats
         self.clock = clock
@@ -140,6 +141,9 @@ class Worker:
         self._claimed.clear()  # unsettled rows stay in the outbox, due again at the next start
         if self._session:
             await self._session.close()
+        if self.reader is None and self._opening is not None:
+            with contextlib.suppress(Exception):
+                self.reader = await self._opening
         if self.reader is not None:
             await self.reader.close()
             self.reader = None
@@ -158,7 +162,10 @@ class Worker:
         while not self._stopping:
             try:
                 if self.reader is None:
-                    self.reader = await self._open_reader()
+                    # shielded: a stop during the open must still get the connection to
+                    # close it (its thread would otherwise keep the process alive)
+                    self._opening = asyncio.ensure_future(self._open_reader())
+                    self.reader = await asyncio.shield(self._opening)
                 await self._step()
             except asyncio.CancelledError:
                 raise
