@@ -236,3 +236,12 @@ def update_section(readme: Path, name: str, content: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     readme.write_text(text)
+
+
+def console_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells as left-aligned columns, for the summary each script prints."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -53,7 +53,16 @@ import time
 from pathlib import Path
 
 import xxhash
-from benchlib import BENCH, ROOT, CpuMeter, log, machine, update_section, wait_for_quiet
+from benchlib import (
+    BENCH,
+    ROOT,
+    CpuMeter,
+    console_table,
+    log,
+    machine,
+    update_section,
+    wait_for_quiet,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -595,11 +604,7 @@ def render_console(results: list[dict], base: dict) -> str:
         ]
         for op, ours, theirs, ratio in speed_rows(r, base):
             rows.append((r["name"], op.split(":")[0], ours, theirs.split(" (")[0], ratio))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return console_table(rows)
 
 
 def main() -> int:

@@ -57,6 +57,7 @@ from benchlib import (
     PYTHON,
     TICK,
     CpuMeter,
+    console_table,
     log,
     machine,
     process_ticks,
@@ -832,10 +833,7 @@ def render_console(backlog: dict, run: dict, base: dict) -> str:
             f"backlog {'OK' if backlog['ok'] else 'FAILED'}",
         ),
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    return console_table(rows)
 
 
 # main --------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from benchlib import (
     PYTHON,
     ROOT,
     CpuMeter,
+    console_table,
     log,
     machine,
     start,
@@ -793,10 +794,7 @@ def render_console(a: dict | None, b: dict | None) -> str:
                     "OK" if c["ok_check"] else "MISMATCH",
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    return console_table(rows)
 
 
 # main --------------------------------------------------------------------------------------

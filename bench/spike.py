@@ -54,6 +54,7 @@ from benchlib import (
     BENCH,
     TICK,
     CpuMeter,
+    console_table,
     log,
     machine,
     process_ticks,
@@ -907,11 +908,7 @@ def render_console(r: dict, args, control: dict | None = None) -> str:
             "" if r["clean_ok"] else "PROBLEMS",
         ),
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return console_table(rows)
 
 
 # main --------------------------------------------------------------------------------------
