@@ -76,6 +76,11 @@ class DestinationConfig(
     timeout: Duration = Duration(10.0)
     max_in_flight: int = 4
 
+    def require_http_url(self, key: str) -> None:
+        """The URL at ``key`` (an ``endpoint`` override or a webhook ``url``) is http(s)."""
+        if not getattr(self, key).startswith(("http://", "https://")):
+            raise ValueError(f"{key}: must start with http:// or https://")
+
     def require_live(self, *keys: str) -> None:
         """Credentials a live destination cannot do without (observe mode runs without)."""
         if self.mode != "live":

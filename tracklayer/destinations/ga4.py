@@ -119,8 +119,8 @@ class GA4Config(DestinationConfig, tag="ga4"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError("endpoint: must start with http:// or https://")
+        if self.endpoint:  # optional: the platform's own endpoint by default
+            self.require_http_url("endpoint")
         if self.measurement_id and self.firebase_app_id:
             raise ValueError(
                 "firebase_app_id: set measurement_id (web) or firebase_app_id (app), not both"

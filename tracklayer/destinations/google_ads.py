@@ -108,8 +108,8 @@ class GoogleAdsConfig(DestinationConfig, tag="google_ads"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError("endpoint: must start with http:// or https://")
+        if self.endpoint:  # optional: the platform's own endpoint by default
+            self.require_http_url("endpoint")
         for key in ("customer_id", "login_customer_id"):
             value = getattr(self, key)
             if value and not value.replace("-", "").isdigit():

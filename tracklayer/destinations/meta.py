@@ -143,8 +143,7 @@ class MetaConfig(DestinationConfig, tag="meta"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError("endpoint: must start with http:// or https://")
+        self.require_http_url("endpoint")
         if not _VERSION.fullmatch(self.api_version):
             raise ValueError(f"api_version: expected a Graph API version like {DEFAULT_VERSION}")
         if self.pixel_id and not self.pixel_id.isdigit():

@@ -88,8 +88,7 @@ class TikTokConfig(DestinationConfig, tag="tiktok"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError("endpoint: must start with http:// or https://")
+        self.require_http_url("endpoint")
         if not _VERSION.fullmatch(self.api_version):
             raise ValueError(f"api_version: expected a version like {DEFAULT_VERSION}")
         self.require_live("pixel_code", "access_token")

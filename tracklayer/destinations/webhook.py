@@ -39,8 +39,7 @@ class WebhookConfig(DestinationConfig, tag="webhook"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
+        self.require_http_url("url")
 
 
 _encoder = msgspec.json.Encoder()
