@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import msgspec
 from aiohttp import web
@@ -160,3 +161,29 @@ class BatchRefusal(Refusal):
             }
         )
         return web.Response(status=400, body=body, content_type="application/json")
+
+
+class WebhookSource:
+    """``POST /webhooks/<kind>/{source_id}``: a platform pushing its own payloads to one
+    configured source. Subclasses set ``kind`` and answer in ``_handle``; a ``Refusal``
+    becomes its JSON error."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, intake: Callable[[], Intake]) -> None:
+        self.intake = intake  # the current (reloadable) state
+
+    def add_routes(self, app: web.Application) -> None:
+        path = f"/webhooks/{self.kind}/{{source_id}}"
+        for variant in (path, path + "/"):
+            app.router.add_post(variant, self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        intake = self.intake()
+        try:
+            return await self._handle(intake, request)
+        except Refusal as refusal:
+            return refusal.response()
+
+    async def _handle(self, intake: Intake, request: web.Request) -> web.Response:
+        raise NotImplementedError

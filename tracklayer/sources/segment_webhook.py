@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
@@ -33,7 +32,7 @@ from tracklayer.model import Event, Rejection, SegmentMessage
 from tracklayer.pipeline.canonical import Arrival, InvalidEvent
 from tracklayer.sources.decoding import decode_item, decode_or_refuse
 from tracklayer.sources.http import Refusal, read_body
-from tracklayer.sources.intake import Intake, SourceState
+from tracklayer.sources.intake import Intake, SourceState, WebhookSource
 
 # Segment also posts these to webhooks; they are notices, not customer events.
 IGNORED_TYPES = frozenset({"delete"})
@@ -54,22 +53,8 @@ def signature_valid(secret: str, body: bytes, first: bytes | None, offered: str)
     return valid
 
 
-class SegmentWebhookSource:
-    """Request handlers; ``intake()`` returns the current (reloadable) state."""
-
-    def __init__(self, intake: Callable[[], Intake]) -> None:
-        self.intake = intake
-
-    def add_routes(self, app: web.Application) -> None:
-        for path in ("/webhooks/segment/{source_id}", "/webhooks/segment/{source_id}/"):
-            app.router.add_post(path, self.handle)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        intake = self.intake()
-        try:
-            return await self._handle(intake, request)
-        except Refusal as refusal:
-            return refusal.response()
+class SegmentWebhookSource(WebhookSource):
+    kind = "segment"
 
     async def _handle(self, intake: Intake, request: web.Request) -> web.Response:
         state = intake.webhook_source(request, "segment", "Segment")

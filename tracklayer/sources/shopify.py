@@ -34,7 +34,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -45,7 +45,7 @@ from tracklayer.model import NativeContext, NativeEvent, NativeUser
 from tracklayer.pipeline.canonical import Arrival, InvalidEvent
 from tracklayer.sources.decoding import decode_or_refuse
 from tracklayer.sources.http import Refusal, read_body, success
-from tracklayer.sources.intake import Intake
+from tracklayer.sources.intake import Intake, WebhookSource
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/paid"})
 REFUND_TOPIC = "refunds/create"
@@ -64,22 +64,8 @@ def signature_valid(secret: str, body: bytes, offered: str) -> bool:
     return hmac.compare_digest(digest, claimed)
 
 
-class ShopifySource:
-    """Request handlers; ``intake()`` returns the current (reloadable) state."""
-
-    def __init__(self, intake: Callable[[], Intake]) -> None:
-        self.intake = intake
-
-    def add_routes(self, app: web.Application) -> None:
-        for path in ("/webhooks/shopify/{source_id}", "/webhooks/shopify/{source_id}/"):
-            app.router.add_post(path, self.handle)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        intake = self.intake()
-        try:
-            return await self._handle(intake, request)
-        except Refusal as refusal:
-            return refusal.response()
+class ShopifySource(WebhookSource):
+    kind = "shopify"
 
     async def _handle(self, intake: Intake, request: web.Request) -> web.Response:
         state = intake.webhook_source(request, "shopify", "Shopify")
