@@ -15,7 +15,6 @@ Like the real thing, ``/mp/collect`` answers ``204`` whatever it got (only valid
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.webhook import Answer, FakeWebhook, Received
+from tests.fakes.webhook import Answer, FakeWebhook
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
@@ -72,14 +71,7 @@ class FakeGA4(FakeWebhook):
             self.bodies.append({**body, "_path": request.path})
         if not debug and 200 <= answer.status < 300 and not messages:
             self.kept.extend(events)
-        self.requests.append(
-            Received(time.monotonic(), request.path, dict(request.headers), events, answer.status)
-        )
-        async with self.arrived:
-            self.arrived.notify_all()
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
-        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+        return await self._answer(request, events, answer)
 
     def _check(self, request: web.Request, raw: bytes) -> tuple[Any, list[tuple[str, str, str]]]:  # type: ignore[override]
         messages: list[tuple[str, str, str]] = []

@@ -21,7 +21,6 @@ identifiers; bad rows come back as ``{}`` with ``partialFailureError``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -148,14 +147,7 @@ class FakeGoogleAds(FakeWebhook):
                 self.kept.extend(items)
             else:
                 self.kept.extend(item for item, r in zip(items, results, strict=False) if r)
-        self.requests.append(
-            Received(time.monotonic(), request.path, dict(request.headers), items, answer.status)
-        )
-        async with self.arrived:
-            self.arrived.notify_all()
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
-        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+        return await self._answer(request, items, answer)
 
     # OAuth ------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ for Purchase), contents; ``data_processing_options``. Success answers
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -24,7 +23,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from tests.fakes.webhook import Answer, FakeWebhook, Received
+from tests.fakes.webhook import Answer, FakeWebhook
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 FBC = re.compile(r"fb\.\d\.\d{13}\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]{2,8})?")
@@ -118,14 +117,7 @@ class FakeMeta(FakeWebhook):
             self.bodies.append(body)
         if 200 <= answer.status < 300 and b"events_received" in answer.body:
             self.kept.extend(events)
-        self.requests.append(
-            Received(time.monotonic(), request.path, dict(request.headers), events, answer.status)
-        )
-        async with self.arrived:
-            self.arrived.notify_all()
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
-        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+        return await self._answer(request, events, answer)
 
     def _check(self, request: web.Request, raw: bytes) -> tuple[Any, list[str], Answer]:  # type: ignore[override]
         problems: list[str] = []

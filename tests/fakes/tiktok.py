@@ -12,7 +12,6 @@ value/currency/contents/content_type, ``limited_data_use`` a boolean. Success:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -21,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.webhook import Answer, FakeWebhook, Received
+from tests.fakes.webhook import Answer, FakeWebhook
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SOURCES = {"web", "app", "offline", "crm"}
@@ -61,14 +60,7 @@ class FakeTikTok(FakeWebhook):
             self.bodies.append(body)
         if answer.status == 200 and json.loads(answer.body or b"{}").get("code") == 0:
             self.kept.extend(events)
-        self.requests.append(
-            Received(time.monotonic(), request.path, dict(request.headers), events, answer.status)
-        )
-        async with self.arrived:
-            self.arrived.notify_all()
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
-        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+        return await self._answer(request, events, answer)
 
     def _check(self, request: web.Request, raw: bytes) -> tuple[Any, list[str], Answer]:  # type: ignore[override]
         problems: list[str] = []

@@ -87,7 +87,10 @@ class FakeWebhook:
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         answer = self.script.pop(0) if self.script else Answer()
-        events = self._check(request, body)
+        return await self._answer(request, self._check(request, body), answer)
+
+    async def _answer(self, request: web.Request, events: list, answer: Answer) -> web.Response:
+        """Record the request, wake whoever waits for it, and answer (after any delay)."""
         self.requests.append(
             Received(time.monotonic(), request.path, dict(request.headers), events, answer.status)
         )
