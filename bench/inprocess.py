@@ -37,6 +37,7 @@ if not os.environ.get("PYTHONPATH"):
 from ingest import WRITE_KEY, tracklayer_config  # noqa: E402
 
 from tracklayer.app import TrackLayer  # noqa: E402
+from tracklayer.cli import GIL_SWITCH_SECONDS  # noqa: E402
 from tracklayer.config import load  # noqa: E402
 from tracklayer.store import journal  # noqa: E402
 
@@ -98,6 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = cProfile.Profile() if args.profile else None
     time_the_writer()
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)  # as the daemon runs (tracklayer run)
     uvloop.run(run(f"{args.load}.lua", args.seconds, profile))
     if profile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)

@@ -356,10 +356,9 @@ class TrackLayer:
 
     async def _rebuild_dedup_step(self, dedup: DedupRegistry) -> None:
         # read on the monitoring connection (the scan stays out of the writer's cache), load
-        # on the writer's thread (the only thread that touches the filter)
+        # on the event loop, where the journal screens and fills the filter between commits
         rows = await in_thread(self.monitor_reader, lambda c: dedup.rebuild_rows(c, DEDUP_STEP))
-        last = len(rows) < DEDUP_STEP
-        await self.journal.run(lambda c: dedup.rebuild_load(rows, time.time(), last))
+        dedup.rebuild_load(rows, time.time(), last=len(rows) < DEDUP_STEP)
 
     async def _refresh_gauges(self) -> None:
         """The outbox and dead-letter gauges, every GAUGE_SECONDS or, when counting takes

@@ -70,6 +70,14 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _merged(batch: dict[str, Any] | None, own: dict[str, Any] | None) -> dict[str, Any]:
+    """A message's own dict over its batch's (Segment's batch-level context and
+    integrations); no copy when only one of them is there."""
+    if not batch:
+        return own or {}
+    return {**batch, **own} if own else batch
+
+
 class Canonicaliser:
     """Everything the mapping needs from the config, resolved once."""
 
@@ -103,11 +111,12 @@ class Canonicaliser:
             source_name = call
             name = TYPE_NAMES[call]
 
-        context = {**(arrival.context or {}), **(message.context or {})}
-        integrations = {**(arrival.integrations or {}), **(message.integrations or {})}
-        properties = dict(message.properties or {})
-        if call == "page" and message.name:
-            properties.setdefault("name", message.name)
+        # The decoded dicts are this message's own: merged or copied only when needed.
+        context = _merged(arrival.context, message.context)
+        integrations = _merged(arrival.integrations, message.integrations)
+        properties = message.properties or {}
+        if call == "page" and message.name and "name" not in properties:
+            properties = {**properties, "name": message.name}
 
         received = arrival.received_at
         original = self.parse_time(message.original_timestamp or message.timestamp, "timestamp")

@@ -77,6 +77,8 @@ def from_signals(
     """Category-like signals (Google consent mode, native consent keys) → purposes. Unlike
     ``categoryPreferences`` only the purposes a signal speaks to are stated; a purpose is
     granted when every signal present for it grants."""
+    if not signals:
+        return {}
     votes: dict[str, list[bool]] = {}
     mapped: set[str] = set()
     for purpose, categories in purposes.items():

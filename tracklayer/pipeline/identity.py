@@ -33,6 +33,8 @@ class IdentityPlan:
         for identifier in self.wanted:
             if identifier.field not in PERSONAL_FIELDS:
                 raise ValueError(f"unknown identifier field {identifier.field!r}")
+        # (identifier, its key, the User field) once, not per event
+        self._plan = [(i, i.key, i.field) for i in self.wanted]
         self.default_country = default_country
         self.dropped: Counter[str] = Counter()  # "field:reason" → count
         # The same person's email, phone and name arrive on many events: each distinct
@@ -46,25 +48,26 @@ class IdentityPlan:
         hashed: dict[str, str] = {}
         normalized: dict[str, str] = {}
         country_text = user.country
-        for identifier in self.wanted:
-            value = getattr(user, identifier.field)
+        cache = self._cache
+        for identifier, identifier_key, field in self._plan:
+            value = getattr(user, field)
             if not value:
                 continue
-            raw = f"{identifier.key}\0{country_text}\0{value}".encode("utf-8", "surrogatepass")
+            raw = f"{identifier_key}\0{country_text}\0{value}".encode("utf-8", "surrogatepass")
             key = xxhash.xxh3_128_intdigest(raw)
-            found = self._cache.get(key)
+            found = cache.get(key)
             if found is None:
                 found = self._compute(identifier, value, country_text)
-                if len(self._cache) >= CACHE_SIZE:
-                    self._cache.clear()  # cheap bound; a cold start costs one recompute each
-                self._cache[key] = found
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()  # cheap bound; a cold start costs one recompute each
+                cache[key] = found
             kind, result = found
             if kind == "dropped":
-                self.dropped[f"{identifier.field}:{result}"] += 1
+                self.dropped[f"{field}:{result}"] += 1
             elif kind == "hashed":
-                hashed[identifier.key] = result  # type: ignore[assignment]
+                hashed[identifier_key] = result  # type: ignore[assignment]
             else:
-                normalized[identifier.key] = result  # type: ignore[assignment]
+                normalized[identifier_key] = result  # type: ignore[assignment]
         return hashed, normalized
 
     def _compute(

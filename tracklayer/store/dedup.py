@@ -52,9 +52,9 @@ class DedupRegistry:
     def rebuild_load(self, rows: list[tuple], now: float, last: bool) -> None:
         """Add the window's keys among ``rows`` to the filter; ``last``: the table is done.
 
-        Runs as a journal operation, on the writer's thread like every other change to the
-        filter, so start-up need not wait for the whole table: the daemon serves at once
-        and the filter fills in steps between group commits.
+        Runs on the event loop, like every other use of the filter, in steps: start-up
+        need not wait for the whole table, the daemon serves at once. A key committed
+        after a step read its rows reaches the filter through ``remember``.
         """
         since = now - self.window
         add = self.bloom.add
@@ -67,14 +67,20 @@ class DedupRegistry:
         if last:
             self.complete = True
 
-    def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
-        """The subset of ``digests`` seen within the window: bloom first, then SQLite (run
-        inside the writer's transaction, so it sees the group's own earlier rows)."""
-        if self.complete:
-            maybe = [d for d in set(digests) if self.bloom.maybe_contains(d, now)]
-            self.confirmations += len(maybe)
-        else:
-            maybe = list(set(digests))
+    def screen(self, digests: Iterable[int], now: float) -> list[int]:
+        """The keys among ``digests`` the filter cannot rule out, for ``confirm``. On the
+        event loop, before the group's transaction: the filter's Python work stays off the
+        writer thread, which then spends its time in SQLite without the GIL."""
+        if not self.complete:
+            return list(set(digests))
+        contains = self.bloom.maybe_contains
+        maybe = [d for d in set(digests) if contains(d, now)]
+        self.confirmations += len(maybe)
+        return maybe
+
+    def confirm(self, connection: sqlite3.Connection, maybe: list[int], now: float) -> set[int]:
+        """The subset of ``maybe`` seen within the window, from SQLite (run inside the
+        writer's transaction, so it sees every committed group)."""
         if not maybe:
             return set()
         found: set[int] = set()
@@ -89,10 +95,20 @@ class DedupRegistry:
             self.false_positives += len(maybe) - len(found)
         return found
 
-    def remember(self, digests: Iterable[int], now: float) -> list[tuple[bytes, float]]:
-        """Add keys to the bloom; returns the rows the caller inserts in its transaction."""
-        rows = []
+    def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
+        """``screen`` and ``confirm`` in one call: the subset of ``digests`` seen within
+        the window."""
+        return self.confirm(connection, self.screen(digests, now), now)
+
+    def remember(self, digests: Iterable[int], now: float) -> None:
+        """Add keys a transaction committed to the filter (on the event loop, after the
+        commit and before the next group is screened, so no screen misses them; a rolled
+        back key never enters it)."""
+        add = self.bloom.add
         for key_digest in digests:
-            self.bloom.add(key_digest, now)
-            rows.append((as_blob(key_digest), now))
-        return rows
+            add(key_digest, now)
+
+
+def rows(digests: Iterable[int], now: float) -> list[tuple[bytes, float]]:
+    """The ``dedup`` table rows for keys first seen at ``now``."""
+    return [(as_blob(key_digest), now) for key_digest in digests]

@@ -20,6 +20,7 @@ import msgspec
 from tracklayer.model import Profile
 from tracklayer.pipeline.enrich import merge
 from tracklayer.store.bloom import GrowingBloom, digest
+from tracklayer.store.bulk import insert_rows
 from tracklayer.store.database import in_thread
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -161,13 +162,10 @@ class IdentityGraph:
 
         def write(connection: sqlite3.Connection) -> None:
             if profiles:
-                connection.executemany(
-                    "INSERT OR REPLACE INTO profiles (id, updated_at, data) VALUES (?, ?, ?)",
-                    profiles,
+                insert_rows(
+                    connection, "INSERT OR REPLACE INTO profiles (id, updated_at, data)", profiles
                 )
-                connection.executemany(
-                    "INSERT OR REPLACE INTO identity_keys (key, profile) VALUES (?, ?)", keys
-                )
+                insert_rows(connection, "INSERT OR REPLACE INTO identity_keys (key, profile)", keys)
             if gone:
                 marks = ",".join("?" * len(gone))
                 connection.execute(f"DELETE FROM profiles WHERE id IN ({marks})", gone)

@@ -29,8 +29,9 @@ import aiosqlite
 import msgspec
 
 from tracklayer.model import Event
+from tracklayer.store.bulk import insert_rows
 from tracklayer.store.database import StoreUnavailable, in_thread
-from tracklayer.store.dedup import DedupRegistry, business_key, message_key
+from tracklayer.store.dedup import DedupRegistry, business_key, message_key, rows
 
 log = logging.getLogger("tracklayer.store.journal")
 
@@ -83,6 +84,17 @@ class _Op:
         self.future = future
 
 
+class _Keyed:
+    """One pending event made ready on the event loop: its dedup keys and stored body."""
+
+    __slots__ = ("body", "business", "message")
+
+    def __init__(self, message: int | None, business: list[tuple[str, int]], body: bytes) -> None:
+        self.message = message
+        self.business = business
+        self.body = body
+
+
 class _Group:
     """One transaction's work and, once run, its results (filled on the thread)."""
 
@@ -90,9 +102,12 @@ class _Group:
         self.batches = batches
         self.ops = ops
         self.hooks = hooks
+        self.keyed: list[_Keyed] = []  # per pending event, in order (on the loop)
+        self.maybe: list[int] = []  # keys the dedup filter cannot rule out (on the loop)
         self.admissions: list[list[Admission]] = []
         self.op_results: list[tuple[Any, BaseException | None]] = []
         self.queued: Counter[str] = Counter()
+        self.fresh: list[int] = []  # keys first seen in this group
 
 
 class Journal:
@@ -185,6 +200,8 @@ class Journal:
             hook_writes,
         )
         now = self.clock()
+        if group.batches:
+            self._screen(group, now)
         try:
             await in_thread(self.connection, lambda c: self._transaction(c, group, now))
         except (sqlite3.Error, ValueError) as error:
@@ -192,6 +209,7 @@ class Journal:
                 hook.rolled_back()
             self._fail(items, error)
             return
+        self.dedup.remember(group.fresh, now)
         for hook in self.hooks:
             hook.committed()
         self.commits += 1
@@ -211,6 +229,27 @@ class Journal:
         if group.queued:
             self.on_commit(group.queued)
 
+    def _screen(self, group: _Group, now: float) -> None:
+        """On the event loop: each event's dedup keys and stored body, and which keys the
+        filter cannot rule out. Everything Python can do before the transaction is done
+        here, so the writer thread holds the GIL as little as possible: while it works in
+        SQLite without it, the event loop keeps serving."""
+        wanted: list[int] = []
+        keyed = group.keyed
+        for batch in group.batches:
+            for pending in batch.pending:
+                event = pending.event
+                message = (
+                    message_key(event.source, event.message_id) if pending.message_dedup else None
+                )
+                business_action = event.business_key()
+                business = [(d, business_key(d, business_action)) for d in pending.destinations]
+                keyed.append(_Keyed(message, business, _encode_event(event)))
+                if message is not None:
+                    wanted.append(message)
+                wanted.extend(b for _, b in business)
+        group.maybe = self.dedup.screen(wanted, now)
+
     # on the connection's thread -------------------------------------------------------------
 
     def _transaction(self, connection: sqlite3.Connection, group: _Group, now: float) -> None:
@@ -218,7 +257,7 @@ class Journal:
         connection.execute("BEGIN IMMEDIATE")
         try:
             if group.batches:
-                group.admissions = self._write_events(connection, group.batches, now, group.queued)
+                self._write_events(connection, group, now)
             for op in group.ops:
                 group.op_results.append(self._run_op(connection, op))
             for write in group.hooks:
@@ -246,44 +285,23 @@ class Journal:
         connection.execute("RELEASE op")
         return result, None
 
-    def _write_events(
-        self,
-        connection: sqlite3.Connection,
-        batches: list[_Batch],
-        now: float,
-        queued: Counter[str],
-    ) -> list[list[Admission]]:
-        """Dedup and insert every event of the group; returns admissions per batch."""
-        keys: list[tuple[int | None, list[tuple[str, int]]]] = []
-        wanted: list[int] = []
-        for batch in batches:
-            for pending in batch.pending:
-                event = pending.event
-                message = (
-                    message_key(event.source, event.message_id) if pending.message_dedup else None
-                )
-                business_action = event.business_key()
-                business = [(d, business_key(d, business_action)) for d in pending.destinations]
-                keys.append((message, business))
-                if message is not None:
-                    wanted.append(message)
-                wanted.extend(b for _, b in business)
-        seen = self.dedup.seen(connection, wanted, now)
-
+    def _write_events(self, connection: sqlite3.Connection, group: _Group, now: float) -> None:
+        """Confirm the screened keys, then insert every new event of the group."""
+        seen = self.dedup.confirm(connection, group.maybe, now)
         event_rows: list[tuple] = []
         outbox_rows: list[tuple] = []
-        fresh: list[int] = []
-        admissions: list[list[Admission]] = []
-        position = 0
-        for batch in batches:
+        fresh = group.fresh
+        queued = group.queued
+        keyed = iter(group.keyed)
+        for batch in group.batches:
             results: list[Admission] = []
             for pending in batch.pending:
-                message, business = keys[position]
-                position += 1
-                if message is not None and message in seen:
-                    results.append(Admission("duplicate"))
-                    continue
+                ready = next(keyed)
+                message = ready.message
                 if message is not None:
+                    if message in seen:
+                        results.append(Admission("duplicate"))
+                        continue
                     seen.add(message)
                     fresh.append(message)
                 event_id = self._next_event_id
@@ -296,11 +314,11 @@ class Journal:
                         event.source,
                         event.name,
                         event.event_id,
-                        _encode_event(event),
+                        ready.body,
                     )
                 )
                 admission = Admission("accepted")
-                for destination, key in business:
+                for destination, key in ready.business:
                     if key in seen:
                         admission.duplicate_for.append(destination)
                         continue
@@ -310,24 +328,15 @@ class Journal:
                     outbox_rows.append((destination, event_id, now))
                     queued[destination] += 1
                 results.append(admission)
-            admissions.append(results)
+            group.admissions.append(results)
 
-        if event_rows:
-            connection.executemany(
-                "INSERT INTO events (id, received_at, source, name, event_id, body)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                event_rows,
-            )
-        if outbox_rows:
-            connection.executemany(
-                "INSERT INTO outbox (destination, event, due_at) VALUES (?, ?, ?)", outbox_rows
-            )
-        if fresh:
-            connection.executemany(
-                "INSERT OR REPLACE INTO dedup (key, seen_at) VALUES (?, ?)",
-                self.dedup.remember(fresh, now),
-            )
-        return admissions
+        insert_rows(
+            connection,
+            "INSERT INTO events (id, received_at, source, name, event_id, body)",
+            event_rows,
+        )
+        insert_rows(connection, "INSERT INTO outbox (destination, event, due_at)", outbox_rows)
+        insert_rows(connection, "INSERT OR REPLACE INTO dedup (key, seen_at)", rows(fresh, now))
 
     def _fail(self, items: list[_Batch | _Op], error: BaseException) -> None:
         if self.healthy:
