@@ -8,6 +8,7 @@ import sqlite3
 import msgspec
 import pytest
 
+from tests.harness import base_config, start_app, track, wait_until, webhook
 from tracklayer.model import Event, User
 from tracklayer.store import outbox
 from tracklayer.store.bulk import MAX_CHUNK_ROWS, chunk_sizes, insert_rows
@@ -92,3 +93,27 @@ def test_a_claim_skips_thousands_of_held_rows_and_takes_the_oldest_rest(connecti
     assert outbox.next_due(connection, "hooks", set(ids)) is None
     assert outbox.claim(connection, "hooks", 10, now=10.5, in_flight=held) == []
     assert [r.id for r in outbox.claim(connection, "hooks", 2, now=1e9)] == ids[:2]
+
+
+async def test_the_wal_is_checkpointed_off_the_writer(tmp_path, hook):
+    """Commits only append to the WAL; the app's checkpointer copies it into the database
+    file within a few seconds. ``immutable=1`` reads the file alone, ignoring the WAL."""
+    app = await start_app(base_config(tmp_path, destinations=[webhook(hook.url)]))
+    try:
+        for i in range(20):
+            status, _, _ = await app.post("/v1/track", track(messageId=f"wal-{i}"))
+            assert status == 200
+        path = tmp_path / "data" / "tracklayer.db"
+
+        def in_file_alone() -> int:
+            file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            try:
+                return file.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            except sqlite3.OperationalError:  # not even the schema copied yet
+                return 0
+            finally:
+                file.close()
+
+        await wait_until(lambda: in_file_alone() == 20, timeout=5)
+    finally:
+        await app.stop()

@@ -44,7 +44,13 @@ from tracklayer.sources.segment_webhook import SegmentWebhookSource
 from tracklayer.sources.shopify import ShopifySource
 from tracklayer.store import outbox, retention
 from tracklayer.store import stats as stats_store
-from tracklayer.store.database import StoreUnavailable, connect, in_thread, open_database
+from tracklayer.store.database import (
+    StoreUnavailable,
+    checkpoint,
+    connect,
+    in_thread,
+    open_database,
+)
 from tracklayer.store.dedup import DedupRegistry
 from tracklayer.store.identity import IdentityGraph
 from tracklayer.store.journal import Journal
@@ -55,6 +61,7 @@ log = logging.getLogger("tracklayer")
 STATS_FLUSH_SECONDS = 5.0
 GAUGE_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
+CHECKPOINT_SECONDS = 1.0  # WAL checkpoints, off the writer's thread (store/database.py)
 DEDUP_STEP = 5_000  # keys per dedup rebuild step: a step holds the writer for a few ms
 
 
@@ -89,6 +96,7 @@ class TrackLayer:
         self._background: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._checkpoints_ok = True
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self.live = LiveTail()  # ingest and delivery publish; /v1/admin/live streams
@@ -102,6 +110,7 @@ class TrackLayer:
         self.writer = await open_database(storage.path, storage.durability)
         self.reader = await connect(storage.path, storage.durability)
         self.monitor_reader = await connect(storage.path, storage.durability)
+        self.checkpointer = await connect(storage.path, storage.durability)
         destination_ids = [d.id for d in config.destinations]
         recovered = await in_thread(
             self.writer, lambda c: outbox.recover_claims(c, destination_ids)
@@ -126,6 +135,7 @@ class TrackLayer:
             asyncio.create_task(self._every(STATS_FLUSH_SECONDS, self.flush_stats), name="stats"),
             asyncio.create_task(self._refresh_gauges(), name="gauges"),
             asyncio.create_task(self._every(RETENTION_SECONDS, self._sweep), name="retention"),
+            asyncio.create_task(self._every(CHECKPOINT_SECONDS, self._checkpoint), name="wal"),
             asyncio.create_task(self._watch_anomalies(), name="anomalies"),
             asyncio.create_task(self._rebuild_dedup(), name="dedup-rebuild"),
         ]
@@ -325,6 +335,20 @@ class TrackLayer:
                     extra={"fields": {"task": action.__name__, "error": str(problem)}},
                 )
 
+    async def _checkpoint(self) -> None:
+        """One passive WAL checkpoint on its own connection; a failure (a full disk) is
+        logged once, and so is the recovery."""
+        try:
+            await in_thread(self.checkpointer, checkpoint)
+        except sqlite3.Error as problem:
+            if self._checkpoints_ok:
+                log.warning("wal checkpoint failed", extra={"fields": {"error": str(problem)}})
+            self._checkpoints_ok = False
+            return
+        if not self._checkpoints_ok:
+            log.info("wal checkpoints work again")
+        self._checkpoints_ok = True
+
     async def flush_stats(self) -> None:
         rows = self.stats.take()
         if rows:
@@ -475,7 +499,7 @@ class TrackLayer:
             except Exception as problem:
                 log.warning("final stats flush failed", extra={"fields": {"error": str(problem)}})
             await journal.stop()
-        for name in ("monitor_reader", "reader", "writer"):
+        for name in ("checkpointer", "monitor_reader", "reader", "writer"):
             connection = getattr(self, name, None)
             if connection is not None:
                 await connection.close()
