@@ -911,3 +911,50 @@ async def test_a_mangled_fbclid_is_dropped_not_a_500(running, hook):
     assert event["message_id"] == "mangled-fbclid"
     assert "fbc" not in event["user"]
     assert event["user"]["click_ids"]["gclid"] == "Cj0KCQ_abc-1"
+
+
+async def test_integers_past_64_bits_are_stored_not_fatal(running, hook):
+    """JSON numbers are unbounded and MessagePack (the stored form) holds 64 bits: such a
+    property used to raise inside the writer and stop it, so every later request hung.
+    Now it is kept as a float (as JavaScript, and so Segment, reads it), or as its digits
+    when no float holds it, and the daemon goes on."""
+    properties = {"order_id": "o-big", "revenue": 10**30, "sku": [{"n": -(10**25)}]}
+    properties["serial"] = 10**400
+    raw = dumps(track(messageId="huge-ints", properties=properties))
+    status, body, _ = await request("POST", running.url + "/v1/track", raw, basic(WRITE_KEY))
+    assert (status, body) == (200, {"success": True})
+    status, _, _ = await request(
+        "POST", running.url + "/v1/track", dumps(track(messageId="after")), basic(WRITE_KEY)
+    )
+    assert status == 200
+    events = {e["message_id"]: e for e in await hook.wait_for(2)}
+    sent = events["huge-ints"]["properties"]
+    assert sent["revenue"] == 1e30 and sent["sku"] == [{"n": -1e25}]
+    assert sent["serial"] == str(10**400)
+    assert sent["order_id"] == "o-big"
+
+
+async def test_a_bug_in_one_group_commit_fails_that_group_and_the_writer_goes_on(
+    running, hook, monkeypatch
+):
+    """Whatever goes wrong inside a group commit, the writer must not die: that group is
+    answered 503 (nothing acknowledged, the client retries) and the next one commits."""
+    from tracklayer.store import journal
+
+    real = journal.stored_body
+    calls = []
+
+    def failing_once(event):
+        calls.append(event.message_id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(event)
+
+    monkeypatch.setattr(journal, "stored_body", failing_once)
+    post = running.url + "/v1/track"
+    status, _, _ = await request("POST", post, dumps(track(messageId="b1")), basic(WRITE_KEY))
+    assert status == 503
+    status, _, _ = await request("POST", post, dumps(track(messageId="b1")), basic(WRITE_KEY))
+    assert status == 200
+    [event] = await hook.wait_for(1)
+    assert event["message_id"] == "b1"

@@ -41,6 +41,32 @@ Operation = Callable[[sqlite3.Connection], Any]
 _encode_event = msgspec.msgpack.Encoder().encode
 
 
+def stored_body(event: Event) -> bytes:
+    """The event as stored (MessagePack). JSON numbers are unbounded and MessagePack holds
+    64-bit integers: a bigger one in the properties or integrations is stored as a float,
+    as JavaScript (and so Segment) reads such a number, or as its digits when no float
+    holds it, rather than failing the whole group."""
+    try:
+        return _encode_event(event)
+    except OverflowError:
+        event.properties = _fit_integers(event.properties)
+        event.integrations = _fit_integers(event.integrations)
+        return _encode_event(event)
+
+
+def _fit_integers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _fit_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fit_integers(item) for item in value]
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    return value
+
+
 class Pending(msgspec.Struct):
     """An event ready to store, with the destinations routing chose for it."""
 
@@ -200,11 +226,15 @@ class Journal:
             hook_writes,
         )
         now = self.clock()
-        if group.batches:
-            self._screen(group, now)
         try:
+            if group.batches:
+                self._screen(group, now)
             await in_thread(self.connection, lambda c: self._transaction(c, group, now))
-        except (sqlite3.Error, ValueError) as error:
+        except Exception as error:
+            if not isinstance(error, (sqlite3.Error, ValueError)):
+                # a bug, not the store: this group fails (503, nothing acknowledged) and
+                # the writer goes on, instead of dying and leaving every request waiting
+                log.exception("group commit failed")
             for hook in self.hooks:
                 hook.rolled_back()
             self._fail(items, error)
@@ -244,7 +274,7 @@ class Journal:
                 )
                 business_action = event.business_key()
                 business = [(d, business_key(d, business_action)) for d in pending.destinations]
-                keyed.append(_Keyed(message, business, _encode_event(event)))
+                keyed.append(_Keyed(message, business, stored_body(event)))
                 if message is not None:
                     wanted.append(message)
                 wanted.extend(b for _, b in business)

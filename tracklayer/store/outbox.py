@@ -16,7 +16,8 @@ import msgspec
 from tracklayer.model import Event
 
 _decode_event = msgspec.msgpack.Decoder(Event).decode
-_encode_json = msgspec.json.Encoder().encode
+_decode_ids = msgspec.json.Decoder(list[int]).decode
+_encode_ids = msgspec.json.Encoder().encode
 
 
 class Claimed(msgspec.Struct):
@@ -59,23 +60,37 @@ def claim(
 
     A read (on the reader connection): which rows a worker holds lives in its memory, not
     in the table, so claiming never waits for the writer, and a crashed process's holds
-    vanish with it (its rows are simply due again). Held rows are skipped inside SQLite
-    (one statement, on the index): Python's sqlite3 takes the GIL back for every row it
-    steps over, so reading past thousands of held rows in Python stalls under load.
+    vanish with it (its rows are simply due again).
     """
+    ids = _due_ids(connection, destination, limit, now, in_flight)
+    if not ids:
+        return []
     rows = connection.execute(
         "SELECT o.id, o.event, o.attempts, e.body FROM outbox o JOIN events e ON e.id = o.event"
-        " WHERE o.destination = ? AND o.claimed = 0 AND o.due_at <= ?"
-        " AND o.id NOT IN (SELECT value FROM json_each(?))"
-        " ORDER BY o.due_at, o.id LIMIT ?",
-        (destination, now, _id_list(in_flight), limit),
+        f" WHERE o.id IN ({_marks(ids)}) ORDER BY o.due_at, o.id",
+        ids,
     ).fetchall()
     return [Claimed(row[0], row[1], row[2], _decode_event(row[3])) for row in rows]
 
 
-def _id_list(ids: Collection[int]) -> str:
-    """Row ids as one JSON array parameter: any number of them, one bound value."""
-    return _encode_json(list(ids)).decode()
+def _due_ids(
+    connection: sqlite3.Connection,
+    destination: str,
+    limit: int,
+    now: float,
+    in_flight: Collection[int],
+) -> list[int]:
+    # Rows in flight are still in the table and due: read past them on the index, as one
+    # JSON array in one step. Python's sqlite3 takes the GIL back for every row it steps
+    # over, and stepping over thousands of held rows one by one stalls under load. (The
+    # array keeps the subquery's order; were it ever not to, the rows taken would still
+    # be among the oldest due, and the claim orders them.)
+    (ids,) = connection.execute(
+        "SELECT json_group_array(id) FROM (SELECT id FROM outbox"
+        " WHERE destination = ? AND claimed = 0 AND due_at <= ? ORDER BY due_at, id LIMIT ?)",
+        (destination, now, limit + len(in_flight)),
+    ).fetchone()
+    return [row_id for row_id in _decode_ids(ids) if row_id not in in_flight][:limit]
 
 
 def settle(
@@ -121,11 +136,12 @@ def recover_claims(connection: sqlite3.Connection, destinations: Sequence[str]) 
 def next_due(
     connection: sqlite3.Connection, destination: str, in_flight: Collection[int] = ()
 ) -> float | None:
-    """When the earliest row not in flight is due (None: the destination has none)."""
+    """When the earliest row not in flight is due (None: the destination has none). The
+    held rows are skipped inside SQLite: one step, however many there are."""
     row = connection.execute(
         "SELECT due_at FROM outbox WHERE destination = ? AND claimed = 0"
         " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY due_at, id LIMIT 1",
-        (destination, _id_list(in_flight)),
+        (destination, _encode_ids(list(in_flight)).decode()),
     ).fetchone()
     return row[0] if row else None
 
