@@ -128,11 +128,17 @@ async def test_a_bloom_false_positive_never_drops_an_event(tmp_path):
         await connection.execute(
             "INSERT INTO dedup (key, seen_at) VALUES (?, ?)", (as_blob(seen_key), now)
         )
-        found = await in_thread(connection, lambda c: registry.seen(c, [seen_key, new_key], now))
+        found = await in_thread(
+            connection,
+            lambda c: registry.confirm(c, registry.screen([seen_key, new_key], now), now),
+        )
         assert found == {seen_key}
         assert registry.false_positives == 1
         # a key seen before the window is not a duplicate any more
-        later = await in_thread(connection, lambda c: registry.seen(c, [seen_key], now + 7200))
+        later = await in_thread(
+            connection,
+            lambda c: registry.confirm(c, registry.screen([seen_key], now + 7200), now + 7200),
+        )
         assert later == set()
     finally:
         await connection.close()
@@ -186,7 +192,9 @@ async def test_the_filter_is_rebuilt_in_steps_and_answers_correctly_meanwhile(tm
         )
         registry = DedupRegistry(window=3600, expected_keys=100, false_positive_rate=0.01)
         fresh = digest("m:s:fresh")
-        found = await in_thread(connection, lambda c: registry.seen(c, [keys[-1], fresh], now))
+        found = await in_thread(
+            connection, lambda c: registry.confirm(c, registry.screen([keys[-1], fresh], now), now)
+        )
         assert found == {keys[-1]} and not registry.complete
         steps = 0
         while True:
@@ -198,7 +206,9 @@ async def test_the_filter_is_rebuilt_in_steps_and_answers_correctly_meanwhile(tm
         assert steps == 3  # 26 rows, 10 a step
         assert registry.loaded == 25  # the key from before the window is not loaded
         assert all(registry.bloom.maybe_contains(k, now) for k in keys)
-        found = await in_thread(connection, lambda c: registry.seen(c, [keys[0], fresh], now))
+        found = await in_thread(
+            connection, lambda c: registry.confirm(c, registry.screen([keys[0], fresh], now), now)
+        )
         assert found == {keys[0]}
     finally:
         await connection.close()

@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from tests.test_normalize import DATE_LIKE  # dates in every separator and order
 from tracklayer.pipeline import click_ids as c
 from tracklayer.pipeline import normalize as n
 from tracklayer.pipeline.normalize import Normalized, normalize
@@ -163,14 +164,6 @@ EMAIL_LIKE = st.builds(
     st.sampled_from(["", " ", "\n"]),
 )
 PHONE_LIKE = st.text("0123456789 +-().x#" + DECIMAL_DIGITS[10:20], max_size=24)
-DATE_LIKE = st.builds(
-    "{}{}{}{}{}".format,
-    st.integers(0, 3000),
-    st.sampled_from(["-", "/", ".", " ", ""]),
-    st.integers(0, 40),
-    st.sampled_from(["-", "/", ".", " ", ""]),
-    st.integers(0, 3000),
-)
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),

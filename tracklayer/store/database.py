@@ -70,8 +70,7 @@ async def open_database(directory: str, durability: str = "process") -> aiosqlit
     return connection
 
 
-def checkpoint(connection: sqlite3.Connection) -> int:
+def checkpoint(connection: sqlite3.Connection) -> None:
     """Copy what the WAL holds back into the database file, without waiting for readers or
-    the writer (``PASSIVE``); returns the WAL frames still not copied."""
-    _, wal_frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return max(0, wal_frames - copied)
+    the writer (``PASSIVE``)."""
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

@@ -95,11 +95,6 @@ class DedupRegistry:
             self.false_positives += len(maybe) - len(found)
         return found
 
-    def seen(self, connection: sqlite3.Connection, digests: Iterable[int], now: float) -> set[int]:
-        """``screen`` and ``confirm`` in one call: the subset of ``digests`` seen within
-        the window."""
-        return self.confirm(connection, self.screen(digests, now), now)
-
     def remember(self, digests: Iterable[int], now: float) -> None:
         """Add keys a transaction committed to the filter (on the event loop, after the
         commit and before the next group is screened, so no screen misses them; a rolled

@@ -141,7 +141,7 @@ def next_due(
     row = connection.execute(
         "SELECT due_at FROM outbox WHERE destination = ? AND claimed = 0"
         " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY due_at, id LIMIT 1",
-        (destination, _encode_ids(list(in_flight)).decode()),
+        (destination, _encode_ids(in_flight).decode()),
     ).fetchone()
     return row[0] if row else None
 
